@@ -1,0 +1,41 @@
+# tap-ashby: `make test` and `make demo` set themselves up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
+export MELTANO_HUB_URL := http://127.0.0.1:9
+
+.PHONY: test test-fast demo bench lint docs install clean
+
+$(STAMP): pyproject.toml meltano.yml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/meltano install --plugin-type extractors
+	$(BIN)/meltano install --plugin-type loaders
+	mkdir -p output
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)  ## the whole suite, end-to-end and reliability tests included
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## everything but the slow end-to-end tests
+	$(BIN)/python -m pytest -q -m "not slow"
+
+demo: $(STAMP)  ## emulator -> meltano run (full) -> changes -> meltano run (incremental)
+	$(BIN)/python -m tap_ashby.demo
+
+bench: $(STAMP)  ## benchmarks; report in bench/results/
+	$(BIN)/python bench/run.py
+
+docs: $(STAMP)  ## regenerate the README tables from the code
+	$(BIN)/python scripts/readme_tables.py --write
+
+lint: $(STAMP)
+	$(BIN)/ruff check tap_ashby tests scripts bench
+
+clean:
+	rm -rf $(VENV) .meltano output

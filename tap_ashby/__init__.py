@@ -1,0 +1,1 @@
+"""tap-ashby: a Singer tap for the Ashby ATS."""

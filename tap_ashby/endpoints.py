@@ -1,0 +1,164 @@
+"""The endpoint table: one row per replicated Ashby endpoint. Adding a stream = one row + a schema.
+
+Only read endpoints are listed: the tap calls nothing else (``referralForm.info`` creates a
+form and ``report.generate`` starts a job, so neither is here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ARCHIVED = {"includeArchived": True}
+
+
+@dataclass(frozen=True)
+class Parent:
+    """How a child stream finds its parent ids: which stream, which field, which body param."""
+
+    stream: str
+    param: str
+    field: str = "id"  # dotted path into the parent record; "a[].b" walks a list
+    inject: str | None = None  # child records lack the parent id: store it under this name
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One Ashby read endpoint replicated as one Singer stream."""
+
+    stream: str
+    path: str
+    permission: str
+    primary_keys: tuple[str, ...] = ("id",)
+    paginated: bool = True
+    sync_token: bool = False
+    created_after: bool = False  # honours start_date as createdAfter
+    single: bool = False  # ``results`` is one object (``*.info``), not a list
+    body: dict[str, Any] = field(default_factory=dict)  # fixed request parameters
+    parent: Parent | None = None
+    partition_param: str | None = None  # one pass (and bookmark) per value
+    partition_values: tuple[str, ...] = ()
+    selected_by_default: bool = True
+    note: str = ""
+
+    @property
+    def incremental(self) -> bool:
+        """Whether later runs read only changes (own token, or the parent's for children)."""
+        if self.parent is not None:
+            return ENDPOINTS[self.parent.stream].sync_token
+        return self.sync_token
+
+
+def _c(stream: str, path: str, permission: str, param: str, **kw: Any) -> Endpoint:
+    """A child row whose parent is given as ``parent=(stream, field, inject)``."""
+    parent_stream, parent_field, inject = kw.pop("parent")
+    return Endpoint(stream, path, permission,
+                    parent=Parent(parent_stream, param, parent_field, inject), **kw)
+
+
+CAND, JOBS, INTV, META, ORG = ("candidatesRead", "jobsRead", "interviewsRead",
+                               "hiringProcessMetadataRead", "organizationRead")
+
+ROWS: list[Endpoint] = [
+    # -- top-level lists with syncToken --------------------------------------------------
+    Endpoint("candidates", "candidate.list", CAND, sync_token=True, created_after=True),
+    Endpoint("applications", "application.list", CAND, sync_token=True, created_after=True,
+             body={"expand": ["openings"]}),
+    Endpoint("application_feedback", "applicationFeedback.list", CAND, sync_token=True,
+             created_after=True),
+    # Draft jobs are only returned when listed. UNCONFIRMED whether a status filter changes
+    # syncToken semantics; the same filter is sent on every pass so the token stays valid.
+    Endpoint("jobs", "job.list", JOBS, sync_token=True, created_after=True,
+             body={"status": ["Draft", "Open", "Closed", "Archived"]}),
+    Endpoint("job_templates", "jobTemplate.list", JOBS, sync_token=True),
+    Endpoint("openings", "opening.list", JOBS, sync_token=True, created_after=True),
+    Endpoint("offers", "offer.list", "offersRead", sync_token=True, created_after=True),
+    Endpoint("interviews", "interview.list", INTV, sync_token=True,
+             body={**ARCHIVED, "includeNonSharedInterviews": True}),
+    Endpoint("interview_plans", "interviewPlan.list", INTV, sync_token=True, body=ARCHIVED),
+    Endpoint("interview_schedules", "interviewSchedule.list", INTV, sync_token=True,
+             created_after=True),
+    Endpoint("interviewer_pools", "interviewerPool.list", META, sync_token=True,
+             body={"includeArchivedPools": True, "includeArchivedTrainingStages": True}),
+    Endpoint("users", "user.list", ORG, sync_token=True, body={"includeDeactivated": True}),
+    Endpoint("departments", "department.list", ORG, sync_token=True, body=ARCHIVED),
+    Endpoint("locations", "location.list", ORG, sync_token=True,
+             body={**ARCHIVED, "includeLocationHierarchy": True}),
+    Endpoint("candidate_tags", "candidateTag.list", META, sync_token=True, body=ARCHIVED),
+    Endpoint("custom_fields", "customField.list", META, sync_token=True, body=ARCHIVED),
+    Endpoint("feedback_form_definitions", "feedbackFormDefinition.list", META,
+             sync_token=True, body=ARCHIVED),
+    Endpoint("survey_form_definitions", "surveyFormDefinition.list", META, sync_token=True),
+    Endpoint("projects", "project.list", CAND, sync_token=True, created_after=True),
+    Endpoint("approvals", "approval.list", "approvalsRead", sync_token=True),
+    Endpoint("survey_submissions", "surveySubmission.list", CAND, sync_token=True,
+             created_after=True, partition_param="surveyType",
+             partition_values=("CandidateExperience", "Questionnaire")),
+    Endpoint("survey_requests", "surveyRequest.list", CAND, sync_token=True, created_after=True,
+             partition_param="surveyType", partition_values=("CandidateExperience",)),
+    # -- top-level lists, full table every run ---------------------------------------------
+    Endpoint("brands", "brand.list", ORG),
+    Endpoint("job_postings", "jobPosting.list", JOBS, paginated=False),
+    Endpoint("job_boards", "jobBoard.list", JOBS, paginated=False),
+    Endpoint("hiring_team_roles", "hiringTeamRole.list", ORG, paginated=False,
+             body={"namesOnly": False}),
+    Endpoint("application_hiring_team_roles", "applicationHiringTeamRole.list", CAND,
+             paginated=False),
+    Endpoint("sources", "source.list", META, paginated=False, body=ARCHIVED),
+    Endpoint("source_tracking_links", "sourceTrackingLink.list", META, paginated=False,
+             body={"includeDisabled": True}),
+    Endpoint("archive_reasons", "archiveReason.list", META, paginated=False, body=ARCHIVED),
+    Endpoint("close_reasons", "closeReason.list", META, paginated=False, body=ARCHIVED),
+    Endpoint("communication_templates", "communicationTemplate.list", META, paginated=False),
+    Endpoint("api_key_info", "apiKey.info", "apiKeysRead", primary_keys=("title",),
+             paginated=False, single=True),
+    # -- child streams: one call per parent record ------------------------------------------
+    _c("interview_stages", "interviewStage.list", INTV, "interviewPlanId",
+       parent=("interview_plans", "id", None), paginated=False),
+    # UNCONFIRMED whether the API filters by interviewPlanId; rows are keyed on id alone.
+    _c("interview_stage_groups", "interviewStageGroup.list", INTV, "interviewPlanId",
+       parent=("interview_plans", "id", "interviewPlanId"), paginated=False),
+    _c("interview_events", "interviewEvent.list", INTV, "interviewScheduleId",
+       parent=("interview_schedules", "id", None), selected_by_default=False,
+       note="interview_schedules already embeds interviewEvents[]"),
+    _c("candidate_notes", "candidate.listNotes", CAND, "candidateId",
+       parent=("candidates", "id", "candidateId"), primary_keys=("candidateId", "id")),
+    _c("candidate_client_info", "candidate.listClientInfo", CAND, "candidateId",
+       parent=("candidates", "id", None), selected_by_default=False,
+       note="IP addresses and user agents (PII)"),
+    _c("candidate_projects", "candidate.listProjects", CAND, "candidateId",
+       parent=("candidates", "id", "candidateId"), primary_keys=("candidateId", "id"),
+       selected_by_default=False, note="one call per candidate; projects has the same rows"),
+    _c("candidate_fraud_checks", "candidate.listFraudChecks", CAND, "candidateId",
+       parent=("candidates", "id", None), selected_by_default=False,
+       note="needs the Fraud Detection feature"),
+    _c("application_history", "application.listHistory", CAND, "applicationId",
+       parent=("applications", "id", "applicationId"), primary_keys=("applicationId", "id")),
+    _c("application_criteria_evaluations", "application.listCriteriaEvaluations", CAND,
+       "applicationId", parent=("applications", "id", "applicationId"),
+       primary_keys=("applicationId", "id"), selected_by_default=False,
+       note="needs the AI Application Review feature"),
+    _c("job_interview_plans", "jobInterviewPlan.info", JOBS, "jobId",
+       parent=("jobs", "id", None), primary_keys=("jobId",), paginated=False, single=True),
+    _c("job_posting_details", "jobPosting.info", JOBS, "jobPostingId",
+       parent=("job_postings", "id", None), paginated=False, single=True),
+    _c("interviewer_pool_members", "interviewerPool.info", META, "interviewerPoolId",
+       parent=("interviewer_pools", "id", None), paginated=False, single=True),
+    _c("user_interviewer_settings", "user.interviewerSettings", ORG, "userId",
+       parent=("users", "id", None), paginated=False, single=True),
+    # -- optional: offered, not selected by default ------------------------------------------
+    _c("notetaker_transcripts", "notetakerTranscript.info", "notetakerRead",
+       "notetakerTranscriptId",
+       parent=("interview_schedules", "interviewEvents[].notetakerTranscriptId", None),
+       paginated=False, single=True, selected_by_default=False,
+       note="AI Notetaker add-on; transcript URLs expire after minutes"),
+    _c("candidate_files", "file.info", CAND, "fileHandle",
+       parent=("candidates", "fileHandles[].handle", "fileHandle"), primary_keys=("fileHandle",),
+       paginated=False, single=True, selected_by_default=False,
+       note="signed URLs that expire; one call per file"),
+    Endpoint("report_results", "report.synchronous", "reportsRead", primary_keys=("reportId",),
+             paginated=False, single=True, partition_param="reportId", selected_by_default=False,
+             note="saved reports named in report_ids; 15 requests/min per organisation"),
+]
+
+ENDPOINTS: dict[str, Endpoint] = {row.stream: row for row in ROWS}

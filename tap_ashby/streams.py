@@ -1,0 +1,224 @@
+"""One generic stream class, driven by a row of the endpoint table.
+
+Three shapes share it:
+- a list (or single object) read in one pass per run, with the syncToken bookmark when the
+  endpoint has one (``{"sync_token": ...}`` in the stream's or partition's state);
+- a child stream (one call per parent record) that pages its parent's list itself, keeping
+  the *parent's* syncToken as its own bookmark, so incremental runs call it only for parents
+  that changed and its state never grows with the number of parents;
+- partitioned passes (``surveyType`` values, report ids), each with its own bookmark.
+
+A new token is put into state only after every record of the pass was emitted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk.helpers._typing import TypeConformanceLevel
+from singer_sdk.helpers.types import Context
+
+from .client import AshbyStream
+from .endpoints import ENDPOINTS, Endpoint
+from .errors import CursorExpired, ParentGone, PermissionMissing, SyncTokenRejected
+from .pagination import AshbyPaginator
+
+MAX_PASS_RESTARTS = 3
+
+
+def schema_directory() -> Any:
+    """Schemas ship inside the wheel (tap_ashby/schemas); a checkout keeps them at the top."""
+    packaged = resources.files("tap_ashby").joinpath("schemas")
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "schemas"
+
+
+SCHEMAS = SchemaDirectory(schema_directory())
+
+
+def values_at(record: dict[str, Any], dotted: str) -> list[Any]:
+    """Values at a dotted path; ``a[].b`` walks every item of list ``a``."""
+    current: list[Any] = [record]
+    for part in dotted.split("."):
+        nxt: list[Any] = []
+        for item in current:
+            if not isinstance(item, dict):
+                continue
+            if part.endswith("[]"):
+                nxt.extend(item.get(part[:-2]) or [])
+            else:
+                nxt.append(item.get(part))
+        current = nxt
+    return [v for v in current if v not in (None, "")]
+
+
+class EndpointStream(AshbyStream):
+    """A Singer stream for one row of the endpoint table."""
+
+    # Records are parsed JSON already; ROOT_ONLY still drops unknown top-level fields (so a
+    # new Ashby field cannot break a target) without walking every nested value.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.ROOT_ONLY
+    schema = StreamSchema(SCHEMAS)
+
+    def __init__(self, tap: Any, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.name = endpoint.stream
+        super().__init__(tap, name=endpoint.stream, path=endpoint.path)
+        self.primary_keys = list(endpoint.primary_keys)
+        self.selected_by_default = endpoint.selected_by_default
+        self.skipped_reason: str | None = None
+        self.stats = {"records": 0, "requests_before": 0, "passes": "full"}
+
+    @property
+    def permission(self) -> str:
+        return self.endpoint.permission
+
+    @property
+    def emit_activate_version_messages(self) -> bool:
+        # An incremental pass is a change set, never the whole table: a target must not take
+        # it as a new table version and drop the rest.
+        return False
+
+    @property
+    def partitions(self) -> list[dict] | None:
+        ep = self.endpoint
+        if ep.partition_param == "reportId":
+            return [{"reportId": r} for r in self.config.get("report_ids") or []] or None
+        if ep.partition_param:
+            return [{ep.partition_param: v} for v in ep.partition_values]
+        return None
+
+    # request bodies -----------------------------------------------------------------------
+    def _list_body(self, ep: Endpoint, partition: Context | None) -> dict[str, Any]:
+        body = dict(ep.body)
+        if partition:
+            body.update(partition)
+        start = self.config.get("start_date")
+        if start and ep.created_after:
+            parsed = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+            body["createdAfter"] = int(parsed.timestamp() * 1000)
+        return body
+
+    def _call(self, ep: Endpoint, body: dict[str, Any], sync_token: str | None = None,
+              ) -> Context:
+        return {"path": ep.path, "body": body, "paginated": ep.paginated,
+                "sync_token": sync_token}
+
+    # one pass over a list -----------------------------------------------------------------
+    def _pass(self, ep: Endpoint, body: dict[str, Any], state: dict[str, Any],
+              ) -> Iterator[dict[str, Any]]:
+        """Every record of one pass; on success, the new token goes into ``state``.
+
+        Falls back to a full pass when the stored token is refused; restarts the pass when a
+        cursor expires (records of the aborted pass may come twice: at least once).
+        """
+        token = state.get("sync_token") if ep.sync_token else None
+        restarts = 0
+        while True:
+            paginator = AshbyPaginator()
+            try:
+                yield from self.paged_records(self._call(ep, body, token), paginator)
+                break
+            except SyncTokenRejected as err:
+                if token is None:
+                    raise
+                self.logger.warning("%s: %s: the stored syncToken cannot be used (%s); "
+                                    "doing a full pass", self.name, ep.path, err.code)
+                token = None
+            except CursorExpired as err:
+                restarts += 1
+                if restarts > MAX_PASS_RESTARTS:
+                    raise
+                self.logger.warning("%s: cursor expired mid-pass (%s); restarting the pass",
+                                    self.name, err.code)
+        if ep.sync_token:
+            new_token = paginator.sync_token
+            if new_token:
+                state["sync_token"] = new_token
+            self.stats["passes"] = "incremental" if token else "full"
+
+    # records ------------------------------------------------------------------------------
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        state = self.get_context_state(context)
+        try:
+            if self.endpoint.parent is None:
+                body = self._list_body(self.endpoint, context)
+                yield from self._pass(self.endpoint, body, state)
+            else:
+                yield from self._child_records(state)
+        except PermissionMissing as err:
+            if self.config.get("on_missing_permission", "skip") == "fail":
+                raise
+            self.skipped_reason = str(err)
+            self.logger.warning("skipping stream %s: %s", self.name, err)
+
+    def _child_records(self, state: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Children of every parent in the parent's pass (changed parents, when incremental).
+
+        The parent list is paged here, holding the parent's token in this stream's state
+        under ``parent_sync_token``; child calls run on a bounded pool and come back in
+        parent order.
+        """
+        ep = self.endpoint
+        assert ep.parent is not None
+        parent_ep = ENDPOINTS[ep.parent.stream]
+        parent_state = {"sync_token": state.get("parent_sync_token")}
+        parents = self._pass(parent_ep, self._list_body(parent_ep, None), parent_state)
+        keys = (v for rec in parents for v in values_at(rec, ep.parent.field))
+        for key, children in self._fan_out(ep, keys):
+            for child in children:
+                if ep.parent.inject and child.get(ep.parent.inject) is None:
+                    child[ep.parent.inject] = key
+                yield child
+        if parent_state.get("sync_token"):
+            state["parent_sync_token"] = parent_state["sync_token"]
+
+    def _children_of(self, ep: Endpoint, key: Any) -> list[dict[str, Any]]:
+        assert ep.parent is not None
+        try:
+            return list(self.request_records(self._call(ep, {**ep.body, ep.parent.param: key})))
+        except ParentGone:
+            return []  # deleted between the parent list and this call: nothing to load
+
+    def _fan_out(self, ep: Endpoint, keys: Iterator[Any],
+                 ) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
+        workers = max(1, int(self.config.get("max_concurrency", 4)))
+        if workers == 1:
+            for key in keys:
+                yield key, self._children_of(ep, key)
+            return
+        window: deque[tuple[Any, Future]] = deque()
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.name}") as pool:
+            try:
+                for key in keys:
+                    window.append((key, pool.submit(self._children_of, ep, key)))
+                    if len(window) >= workers * 4:
+                        k, fut = window.popleft()
+                        yield k, fut.result()
+                while window:
+                    k, fut = window.popleft()
+                    yield k, fut.result()
+            finally:
+                for _, fut in window:
+                    fut.cancel()
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        self.stats["records"] += 1
+        part = self.endpoint.partition_param
+        if part and context and row.get(part) is None:
+            row[part] = context[part]
+        return row
+
+    def sync(self, context: Context | None = None) -> None:  # type: ignore[override]
+        started = time.monotonic()
+        super().sync(context)
+        self.stats["seconds"] = round(time.monotonic() - started, 3)
