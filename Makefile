@@ -26,7 +26,7 @@ test-fast: $(STAMP)  ## everything but the slow end-to-end tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: $(STAMP)  ## emulator -> meltano run (full) -> changes -> meltano run (incremental)
-	$(BIN)/python -m tap_ashby.demo
+	$(BIN)/python -m tap_ashby.emulator.demo
 
 bench: $(STAMP)  ## benchmarks; report in bench/results/
 	$(BIN)/python bench/run.py

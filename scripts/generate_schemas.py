@@ -23,6 +23,9 @@ from tap_ashby.endpoints import ROWS  # noqa: E402
 
 CATALOG = json.loads((ROOT / "tap_ashby" / "emulator" / "catalog.json").read_text())
 ANY_TYPE = ["string", "number", "boolean", "object", "array", "null"]
+# Fields of the object that this list endpoint never returns (catalog audit: info-only).
+LIST_OMITS = {"application.list": {"applicationHistory", "applicationFormSubmissions",
+                                   "referrals", "resumeFileHandle"}}
 
 
 def convert(spec: dict[str, Any], top_level: bool = False) -> dict[str, Any]:
@@ -48,7 +51,9 @@ def convert(spec: dict[str, Any], top_level: bool = False) -> dict[str, Any]:
 def schema_for(row: Any) -> dict[str, Any]:
     endpoint = next(e for e in CATALOG["endpoints"] if e["path"] == row.path)
     fields = CATALOG["objects"][endpoint["object"]]["fields"]
-    props = {name: convert(spec, top_level=True) for name, spec in fields.items()}
+    omit = LIST_OMITS.get(row.path, set())
+    props = {name: convert(spec, top_level=True) for name, spec in fields.items()
+             if name not in omit}
     extra = [row.parent.inject] if row.parent and row.parent.inject else []
     extra += [row.partition_param] if row.partition_param else []
     for name in extra:

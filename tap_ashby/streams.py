@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from singer_sdk import SchemaDirectory, StreamSchema
-from singer_sdk.helpers._typing import TypeConformanceLevel
+from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
 
 from .client import AshbyStream
@@ -148,6 +148,9 @@ class EndpointStream(AshbyStream):
 
     # records ------------------------------------------------------------------------------
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        if self.endpoint.partition_param == "reportId" and not context:
+            self.logger.info("report_results: no report_ids configured; nothing to read")
+            return
         state = self.get_context_state(context)
         try:
             if self.endpoint.parent is None:

@@ -1,0 +1,196 @@
+"""Running and measuring client processes: wall time, CPU, peak RSS, process trees.
+
+Peak RSS and CPU come from ``os.wait4(pid)``: the kernel's rusage of exactly that child (on
+Linux ``ru_maxrss`` is its peak resident set, in KiB), so nothing has to be polled and
+``RUSAGE_CHILDREN`` (a max over every child so far, useless as a delta) is never read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+BIN = Path(sys.executable).parent  # the venv that runs the harness (make bench: .venv)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+RSS_METHOD = "os.wait4() rusage of the client process (ru_maxrss = its peak RSS)"
+
+
+@dataclass
+class Measured:
+    """What one client process did."""
+
+    cmd: list[str]
+    rc: int | None  # None: killed on timeout
+    wall_s: float
+    cpu_s: float  # user + system of the process (and children it waited for)
+    max_rss_kb: int
+    stderr_path: Path | None = None
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.timed_out
+
+    def stderr_tail(self, lines: int = 5) -> str:
+        if not self.stderr_path or not self.stderr_path.exists():
+            return ""
+        text = self.stderr_path.read_text(errors="replace").strip().splitlines()
+        return "\n".join(text[-lines:])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rc": self.rc, "wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3),
+                "max_rss_mb": round(self.max_rss_kb / 1024, 1), "timed_out": self.timed_out}
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def run_measured(cmd: list[str], *, stdout: int | IO[Any], stderr_path: Path | None,
+                 timeout: float, env: dict[str, str] | None = None,
+                 stdin: int | IO[Any] | None = subprocess.DEVNULL,
+                 on_start: Any = None) -> Measured:
+    """Run ``cmd`` to completion (or kill its process group after ``timeout`` seconds).
+
+    ``on_start(popen)`` runs right after the process started (e.g. to start a sampler).
+    """
+    timeout = max(1.0, timeout)
+    err: Any = stderr_path.open("wb") if stderr_path else subprocess.DEVNULL
+    try:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=err, stdin=stdin, cwd=REPO,
+                                env=env if env is not None else os.environ.copy(),
+                                start_new_session=True)
+        if on_start is not None:
+            on_start(proc)
+        killed = threading.Event()
+
+        def on_timeout() -> None:
+            killed.set()
+            _kill_group(proc.pid)
+
+        timer = threading.Timer(timeout, on_timeout)
+        timer.daemon = True
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        # Leftovers of a killed run (children of the group) must not outlive it.
+        if killed.is_set():
+            _kill_group(proc.pid)
+    finally:
+        if stderr_path:
+            err.close()
+    return Measured(cmd=cmd, rc=None if killed.is_set() else proc.returncode, wall_s=wall,
+                    cpu_s=usage.ru_utime + usage.ru_stime, max_rss_kb=int(usage.ru_maxrss),
+                    stderr_path=stderr_path, timed_out=killed.is_set())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process so far (0.0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+# process trees (meltano run) ------------------------------------------------------------------
+@dataclass
+class ProcRecord:
+    """One process of a tree as seen by the sampler."""
+
+    pid: int
+    label: str
+    cmdline: str
+    first_seen: float
+    last_seen: float
+    cpu_s: float = 0.0
+
+
+@dataclass
+class TreeSampler:
+    """Polls a process tree every ``interval`` s: lifetimes and CPU of each descendant.
+
+    Times are seconds since ``origin`` (perf_counter). A process's CPU is the last value read
+    before it exited, so it is short by at most one interval of CPU.
+    """
+
+    root_pid: int
+    origin: float
+    classify: Any  # (cmdline: str) -> label
+    interval: float = 0.05
+    procs: dict[int, ProcRecord] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> TreeSampler:
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="tree-sampler")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        now = time.perf_counter() - self.origin
+        parents: dict[int, list[int]] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents.setdefault(int(stat[1]), []).append(int(entry.name))
+        todo, seen = [self.root_pid], []
+        while todo and len(seen) < 1000:
+            pid = todo.pop()
+            seen.append(pid)
+            todo.extend(parents.get(pid, []))
+        for pid in seen:
+            cpu = cpu_seconds(pid)
+            rec = self.procs.get(pid)
+            if rec is None:
+                try:
+                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+                label = "meltano" if pid == self.root_pid else self.classify(cmdline)
+                rec = self.procs[pid] = ProcRecord(pid, label, cmdline, now, now)
+            rec.last_seen = now
+            rec.cpu_s = max(rec.cpu_s, cpu)
+
+    def by_label(self) -> dict[str, dict[str, float]]:
+        """Per label: first start, last end, summed lifetime and CPU, process count."""
+        out: dict[str, dict[str, float]] = {}
+        for rec in self.procs.values():
+            agg = out.setdefault(rec.label, {"start_s": rec.first_seen, "end_s": rec.last_seen,
+                                             "cpu_s": 0.0, "processes": 0})
+            agg["start_s"] = min(agg["start_s"], rec.first_seen)
+            agg["end_s"] = max(agg["end_s"], rec.last_seen)
+            agg["cpu_s"] += rec.cpu_s
+            agg["processes"] += 1
+        return out
