@@ -67,10 +67,12 @@ BLOCKS = {"settings": settings_table, "streams": streams_table}
 
 def render(text: str) -> str:
     for name, build in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)", re.S)
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
         if not pattern.search(text):
-            raise SystemExit(f"README.md lacks the <!-- {name}:start/end --> markers")
-        text = pattern.sub(lambda m, b=build: m.group(1) + b() + m.group(2), text)
+            raise SystemExit(f"README.md lacks the {start} / {end} markers")
+        block = f"{start}\n{build()}\n{end}"
+        text = pattern.sub(lambda _m, b=block: b, text)
     return text
 
 

@@ -223,3 +223,18 @@ def test_unusable_endpoint_fails_with_one_line(tmp_path: Path, emulator: Emulato
     assert SECRET_KEY not in run.stdout + run.stderr
     basic = base64.b64encode(f"{config['api_key']}:".encode()).decode()
     assert basic not in run.stdout + run.stderr
+
+
+def test_one_stream_resyncs_while_the_others_stay_incremental(tmp_path: Path,
+                                                              emulator: Emulator) -> None:
+    config = tap_config(emulator)
+    select = {"candidates", "departments"}
+    first = run_tap(tmp_path, config, select=select)
+    state = json.loads(json.dumps(first.state))
+    del state["bookmarks"]["candidates"]  # what the README's jq line does
+    dept = emulator.org.live_ids("departments")[0]
+    emulator.org.update("departments", dept)
+    second = run_tap(tmp_path, config, state=state, select=select)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.ids("candidates") == set(emulator.org.live_ids("candidates"))
+    assert second.ids("departments") == {dept}
