@@ -109,6 +109,16 @@ class AshbyStream(RESTStream[str | None]):
         self._thread_local.next_paginator = paginator
         yield from self.request_records(context)
 
+    def get_http_request_counter(self) -> RequestTally:
+        """Count requests per stream for the run summary, without the SDK's per-call metric
+        line: a child stream makes one call per parent, and the call's context (parent ids,
+        sync token) does not belong in logs."""
+        return self.request_tally
+
+    @cached_property
+    def request_tally(self) -> RequestTally:
+        return RequestTally()
+
     def validate_response(self, response: requests.Response) -> None:
         """Parse the body once, then raise what its status and ``success`` deserve."""
         body: Any = None
@@ -173,6 +183,27 @@ class AshbyStream(RESTStream[str | None]):
     @property
     def permission(self) -> str:
         return "the required"
+
+
+class RequestTally:
+    """A thread-safe request counter with the SDK counter's context-manager interface."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> RequestTally:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def with_context(self, context: Any) -> RequestTally:
+        return self
+
+    def increment(self, value: int = 1) -> None:
+        with self._lock:
+            self.value += value
 
 
 def _describe(exc: BaseException | None) -> str:

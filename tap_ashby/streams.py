@@ -22,13 +22,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import requests
 from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
 
 from .client import AshbyStream
 from .endpoints import ENDPOINTS, Endpoint
-from .errors import CursorExpired, ParentGone, PermissionMissing, SyncTokenRejected
+from .errors import (
+    AshbyError,
+    CursorExpired,
+    ParentGone,
+    PermissionMissing,
+    SyncTokenRejected,
+)
 from .pagination import AshbyPaginator
 
 MAX_PASS_RESTARTS = 3
@@ -191,6 +199,13 @@ class EndpointStream(AshbyStream):
             return list(self.request_records(self._call(ep, {**ep.body, ep.parent.param: key})))
         except ParentGone:
             return []  # deleted between the parent list and this call: nothing to load
+        except PermissionMissing:
+            raise
+        except (FatalAPIError, RetriableAPIError, requests.RequestException) as err:
+            # No silent partial child tables: the run fails, naming the parent.
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise AshbyError(f"{self.name}: could not read the children of "
+                             f"{ep.parent.param}={key}: {detail}") from err
 
     def _fan_out(self, ep: Endpoint, keys: Iterator[Any],
                  ) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
@@ -219,6 +234,10 @@ class EndpointStream(AshbyStream):
         part = self.endpoint.partition_param
         if part and context and row.get(part) is None:
             row[part] = context[part]
+        for key in self.primary_keys:
+            if row.get(key) in (None, ""):
+                raise AshbyError(f"{self.name}: a record from /{self.endpoint.path} has no "
+                                 f"'{key}' (its primary key); the run cannot be trusted")
         return row
 
     def sync(self, context: Context | None = None) -> None:  # type: ignore[override]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import sys
 import time
 from datetime import datetime
@@ -82,7 +84,7 @@ class TapAshby(Tap):
     """Singer tap for Ashby: one stream per read endpoint, incremental through syncToken."""
 
     name = "tap-ashby"
-    config_jsonschema = CONFIG_SCHEMA
+    config_jsonschema = copy.deepcopy(CONFIG_SCHEMA)  # the SDK appends its own settings
     message_writer_class = MsgSpecWriter
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -129,14 +131,36 @@ class TapAshby(Tap):
             rate = records / seconds if seconds else 0.0
             status = f"skipped ({stream.skipped_reason})" if stream.skipped_reason else \
                 f"{stream.stats['passes']} pass"
-            self.logger.info("summary %-34s %8d records %8.1f rec/s  %s", stream.name,
-                             records, rate, status)
+            self.logger.info("summary %-34s %8d records %7d requests %8.1f rec/s  %s",
+                             stream.name, records, stream.request_tally.value, rate, status)
         self.logger.info("summary total %d records in %.1fs", total,
                          time.monotonic() - started)
 
 
+def state_file_problem(argv: list[str]) -> str | None:
+    """Why the ``--state`` file cannot be used, or None (checked before the SDK reads it)."""
+    if "--state" not in argv or argv.index("--state") + 1 >= len(argv):
+        return None
+    path = argv[argv.index("--state") + 1]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except OSError as err:
+        return f"cannot read the state file {path}: {err.strerror}"
+    except ValueError as err:
+        return f"the state file {path} is not valid JSON ({err.msg} at line {err.lineno})"
+    if not isinstance(state, dict) or not isinstance(state.get("bookmarks", {}), dict):
+        return (f"the state file {path} is not a Singer state (expected an object with "
+                "'bookmarks')")
+    return None
+
+
 def main() -> None:
-    """Console entry point with config errors as one line (no traceback)."""
+    """Console entry point: a broken state file is one line and exit 2, not a traceback."""
+    problem = state_file_problem(sys.argv[1:])
+    if problem:
+        print(f"tap-ashby: {problem}", file=sys.stderr)
+        sys.exit(2)
     TapAshby.cli()
 
 

@@ -169,10 +169,10 @@ class Pipeline:
         return MeltanoRun(list(args), proc.returncode, proc.stdout, proc.stderr,
                           time.monotonic() - started)
 
-    def run(self) -> MeltanoRun:
-        """``meltano run tap-ashby <target>`` (no auto-install); must succeed."""
-        result = self.meltano("run", "--no-install", "--state-id-suffix", self.suffix,
-                              "tap-ashby", self.warehouse.target).check()
+    def run(self, *options: str) -> MeltanoRun:
+        """``meltano [options] run tap-ashby <target>`` (no auto-install); must succeed."""
+        result = self.meltano(*options, "run", "--no-install", "--state-id-suffix",
+                              self.suffix, "tap-ashby", self.warehouse.target).check()
         self.runs.append(result)
         return result
 
