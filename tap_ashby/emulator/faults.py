@@ -27,6 +27,7 @@ class Faults:
     latency: float = 0.0  # fixed delay added to every API request (seconds)
     cursor_expired: float = 0.0  # requests carrying a cursor answered next_cursor_expired
     concurrent_limit: int = 0  # >N requests in flight -> 429 concurrent_limit_exceeded; 0 = off
+    only_paths: str = ""  # comma-separated endpoints the faults apply to; empty = all
     seed: int = 1
 
     def update(self, **changes: Any) -> None:
@@ -54,9 +55,11 @@ class FaultPicker:
         self._rng = random.Random(faults.seed)
         self._seed = faults.seed
 
-    def pick(self, has_cursor: bool) -> str | None:
+    def pick(self, endpoint: str, has_cursor: bool) -> str | None:
         """The fault for the next request, or None."""
         f = self.faults
+        if f.only_paths and endpoint not in f.only_paths.split(","):
+            return None
         with self._lock:
             if self._seed != f.seed:
                 self._rng, self._seed = random.Random(f.seed), f.seed

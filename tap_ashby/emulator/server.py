@@ -114,7 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
                                    "Too many concurrent requests for this API key"),
                        {"Retry-After": "1"})
             return "429"
-        fault = emu.picker.pick(has_cursor=b'"cursor"' in body)
+        fault = emu.picker.pick(endpoint, has_cursor=b'"cursor"' in body)
         if fault:
             emu.stats.faults[fault] += 1
         if fault == "rate_limit":
