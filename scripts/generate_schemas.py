@@ -60,6 +60,8 @@ def schema_for(row: Any) -> dict[str, Any]:
         props.setdefault(name, {"type": ["string", "null"]})
     for key in row.primary_keys:
         props[key] = {"type": "string"}
+    # Tombstones of rows deleted in Ashby carry their key and this (see tap_ashby/ledger.py).
+    props["_sdc_deleted_at"] = {"type": ["string", "null"], "format": "date-time"}
     return {"type": "object", "properties": props}
 
 

@@ -37,6 +37,7 @@ from .errors import (
     PermissionMissing,
     SyncTokenRejected,
 )
+from .ledger import Ledger, entry, tombstones
 from .pagination import AshbyPaginator
 
 MAX_PASS_RESTARTS = 3
@@ -122,14 +123,15 @@ class EndpointStream(AshbyStream):
                 "sync_token": sync_token}
 
     # one pass over a list -----------------------------------------------------------------
-    def _pass(self, ep: Endpoint, body: dict[str, Any], state: dict[str, Any],
-              ) -> Iterator[dict[str, Any]]:
-        """Every record of one pass; on success, the new token goes into ``state``.
+    def _pass(self, ep: Endpoint, body: dict[str, Any], token: str | None,
+              outcome: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every record of one pass; afterwards ``outcome`` holds the new token and whether
+        the pass was full. Nothing goes into state here: the caller commits.
 
         Falls back to a full pass when the stored token is refused; restarts the pass when a
         cursor expires (records of the aborted pass may come twice: at least once).
         """
-        token = state.get("sync_token") if ep.sync_token else None
+        token = token if ep.sync_token else None
         restarts = 0
         while True:
             paginator = AshbyPaginator()
@@ -148,11 +150,37 @@ class EndpointStream(AshbyStream):
                     raise
                 self.logger.warning("%s: cursor expired mid-pass (%s); restarting the pass",
                                     self.name, err.code)
-        if ep.sync_token:
-            new_token = paginator.sync_token
-            if new_token:
-                state["sync_token"] = new_token
-            self.stats["passes"] = "incremental" if token else "full"
+        outcome["token"] = paginator.sync_token if ep.sync_token else None
+        outcome["full"] = token is None
+        self.stats["passes"] = "full" if token is None else "incremental"
+
+    def _scan(self, ep: Endpoint, field: str) -> set[str]:
+        """Values of ``field`` across a full pass of ``ep``, emitting nothing (reconcile)."""
+        body = self._list_body(ep, None)
+        return {str(v) for rec in self._pass(ep, body, None, {})
+                for v in values_at(rec, field)}
+
+    # deletes ------------------------------------------------------------------------------
+    @property
+    def ledgered(self) -> bool:
+        """Whether this stream keeps a ledger to find deleted rows (see ledger.py)."""
+        chosen = self.config.get("reconcile_streams")
+        wanted = self.name in chosen if chosen is not None else self.endpoint.deletes
+        return wanted and self.endpoint.partition_param is None
+
+    def _reconcile_due(self, state: dict[str, Any], ledger: Ledger | None) -> bool:
+        if ledger is None or self.config.get("reconcile_now"):
+            return True
+        every = int(self.config.get("reconcile_every_n_runs", 7))
+        return every > 0 and int(state.get("runs_since_reconcile", 0)) + 1 >= every
+
+    def _commit_ledger(self, commit: dict[str, Any], ledger: Ledger, reconciled: bool,
+                       state: dict[str, Any]) -> None:
+        commit["ledger"] = ledger.encode()
+        commit["runs_since_reconcile"] = 0 if reconciled else \
+            int(state.get("runs_since_reconcile", 0)) + 1
+        if reconciled:
+            self.stats["reconciled"] = True
 
     # records ------------------------------------------------------------------------------
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
@@ -160,38 +188,103 @@ class EndpointStream(AshbyStream):
             self.logger.info("report_results: no report_ids configured; nothing to read")
             return
         state = self.get_context_state(context)
+        commit: dict[str, Any] = {}
         try:
             if self.endpoint.parent is None:
-                body = self._list_body(self.endpoint, context)
-                yield from self._pass(self.endpoint, body, state)
+                yield from self._list_records(context, state, commit)
             else:
-                yield from self._child_records(state)
+                yield from self._child_records(state, commit)
         except PermissionMissing as err:
             if self.config.get("on_missing_permission", "skip") == "fail":
                 raise
             self.skipped_reason = str(err)
             self.logger.warning("skipping stream %s: %s", self.name, err)
+            return
+        # Only now, with every record (and tombstone) of the run emitted, do the new token
+        # and ledger enter the state: a run that dies earlier keeps the old ones.
+        state.update(commit)
 
-    def _child_records(self, state: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _list_records(self, context: Context | None, state: dict[str, Any],
+                      commit: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        ep = self.endpoint
+        outcome: dict[str, Any] = {}
+        records = self._pass(ep, self._list_body(ep, context), state.get("sync_token"), outcome)
+        if not self.ledgered:
+            yield from records
+        else:
+            ledger = Ledger.decode(state.get("ledger"))
+            due = self._reconcile_due(state, ledger)
+            seen: set[str] = set()
+            for rec in records:
+                seen.add(entry("", rec, self.primary_keys))
+                yield rec
+            if outcome["full"]:
+                current: set[str] | None = seen
+            elif due:
+                current = {entry("", {self.primary_keys[0]: v}, self.primary_keys[:1])
+                           for v in self._scan(ep, self.primary_keys[0])}
+            else:
+                current = None
+            new = ledger or Ledger()
+            if current is None:
+                for item in seen:
+                    new.add(item)
+            else:
+                gone = (set(new.by_parent.get("", set())) | seen) - current
+                new.replace_parent("", current)
+                if ledger is not None:
+                    yield from self._tombstones(gone)
+            self._commit_ledger(commit, new, current is not None, state)
+        if outcome.get("token"):
+            commit["sync_token"] = outcome["token"]
+
+    def _child_records(self, state: dict[str, Any], commit: dict[str, Any],
+                       ) -> Iterator[dict[str, Any]]:
         """Children of every parent in the parent's pass (changed parents, when incremental).
 
         The parent list is paged here, holding the parent's token in this stream's state
         under ``parent_sync_token``; child calls run on a bounded pool and come back in
-        parent order.
+        parent order. With a ledger, children that vanished from a changed parent, and the
+        children of parents that no longer exist (at a reconcile), get tombstones.
         """
         ep = self.endpoint
         assert ep.parent is not None
         parent_ep = ENDPOINTS[ep.parent.stream]
-        parent_state = {"sync_token": state.get("parent_sync_token")}
-        parents = self._pass(parent_ep, self._list_body(parent_ep, None), parent_state)
+        outcome: dict[str, Any] = {}
+        parents = self._pass(parent_ep, self._list_body(parent_ep, None),
+                             state.get("parent_sync_token"), outcome)
         keys = (v for rec in parents for v in values_at(rec, ep.parent.field))
+        ledger = Ledger.decode(state.get("ledger")) if self.ledgered else None
+        due = self.ledgered and self._reconcile_due(state, ledger)
+        new = ledger or Ledger()
+        gone: set[str] = set()
+        seen_parents: set[str] = set()
         for key, children in self._fan_out(ep, keys):
+            items = set()
             for child in children:
                 if ep.parent.inject and child.get(ep.parent.inject) is None:
                     child[ep.parent.inject] = key
+                items.add(entry(key, child, self.primary_keys))
                 yield child
-        if parent_state.get("sync_token"):
-            state["parent_sync_token"] = parent_state["sync_token"]
+            if self.ledgered:
+                seen_parents.add(str(key))
+                gone |= new.replace_parent(str(key), items)
+        if self.ledgered:
+            live = seen_parents if outcome["full"] else (
+                self._scan(parent_ep, ep.parent.field) if due else None)
+            if live is not None:
+                gone |= new.drop_parents_except(live)
+            if ledger is not None:
+                yield from self._tombstones(gone)
+            self._commit_ledger(commit, new, live is not None, state)
+        if outcome.get("token"):
+            commit["parent_sync_token"] = outcome["token"]
+
+    def _tombstones(self, gone: set[str]) -> Iterator[dict[str, Any]]:
+        if gone:
+            self.logger.info("%s: %d rows no longer exist in Ashby; sending deletions",
+                             self.name, len(gone))
+        yield from tombstones(gone, list(self.primary_keys))
 
     def _children_of(self, ep: Endpoint, key: Any) -> list[dict[str, Any]]:
         assert ep.parent is not None
@@ -231,6 +324,8 @@ class EndpointStream(AshbyStream):
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         self.stats["records"] += 1
+        if "_sdc_deleted_at" in row:
+            self.stats["deleted"] = self.stats.get("deleted", 0) + 1
         part = self.endpoint.partition_param
         if part and context and row.get(part) is None:
             row[part] = context[part]

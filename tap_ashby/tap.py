@@ -50,6 +50,18 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property("requests_per_minute", th.IntegerType, default=900, title="Requests per minute",
                 description="Client-side request budget for the whole run (Ashby allows 1000 "
                             "per minute per key); 0 = no limit."),
+    th.Property("reconcile_every_n_runs", th.IntegerType, default=7,
+                title="Reconcile every N runs",
+                description="Every N runs, streams that keep a ledger list all current ids "
+                            "(one request per 100 rows) and send deletions for rows that no "
+                            "longer exist in Ashby. 1 = every run, 0 = only with "
+                            "reconcile_now."),
+    th.Property("reconcile_now", th.BooleanType, default=False, title="Reconcile now",
+                description="Reconcile every ledgered stream in this run."),
+    th.Property("reconcile_streams", th.ArrayType(th.StringType), title="Reconcile streams",
+                description="Streams that keep a ledger of delivered keys to detect deletes "
+                            "(default: the candidate, application, offer, feedback and "
+                            "schedule streams and their children; [] turns deletes off)."),
     th.Property("report_ids", th.ArrayType(th.StringType), title="Report ids",
                 description="Saved Ashby report ids for the optional report_results stream."),
 ).to_dict()
@@ -131,6 +143,8 @@ class TapAshby(Tap):
             rate = records / seconds if seconds else 0.0
             status = f"skipped ({stream.skipped_reason})" if stream.skipped_reason else \
                 f"{stream.stats['passes']} pass"
+            if stream.stats.get("reconciled"):
+                status += f", reconciled ({stream.stats.get('deleted', 0)} deleted)"
             self.logger.info("summary %-34s %8d records %7d requests %8.1f rec/s  %s",
                              stream.name, records, stream.request_tally.value, rate, status)
         self.logger.info("summary total %d records in %.1fs", total,
