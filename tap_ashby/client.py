@@ -155,7 +155,7 @@ class AshbyStream(RESTStream[str | None]):
 
     def backoff_wait_generator(self) -> Any:
         """Retry-After when Ashby gives one (pausing every worker), else capped exponential."""
-        base = float(self.config.get("retry_base_delay", 1.0))
+        base = int(self.config.get("retry_base_delay_ms", 1000)) / 1000
         attempt = 0
         exc = yield  # type: ignore[misc]
         while True:

@@ -25,7 +25,7 @@ FORMAT = "z1:"  # version prefix of the encoded form
 
 def entry(parent: Any, record: dict[str, Any], keys: Iterable[str]) -> str:
     """The ledger entry of one delivered record."""
-    return SEP.join([str(parent or ""), *(str(record[k]) for k in keys)])
+    return SEP.join([str(parent or ""), *(str(record.get(k)) for k in keys)])
 
 
 class Ledger:

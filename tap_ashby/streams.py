@@ -154,9 +154,8 @@ class EndpointStream(AshbyStream):
         outcome["full"] = token is None
         self.stats["passes"] = "full" if token is None else "incremental"
 
-    def _scan(self, ep: Endpoint, field: str) -> set[str]:
+    def _scan(self, ep: Endpoint, field: str, body: dict[str, Any]) -> set[str]:
         """Values of ``field`` across a full pass of ``ep``, emitting nothing (reconcile)."""
-        body = self._list_body(ep, None)
         return {str(v) for rec in self._pass(ep, body, None, {})
                 for v in values_at(rec, field)}
 
@@ -165,8 +164,7 @@ class EndpointStream(AshbyStream):
     def ledgered(self) -> bool:
         """Whether this stream keeps a ledger to find deleted rows (see ledger.py)."""
         chosen = self.config.get("reconcile_streams")
-        wanted = self.name in chosen if chosen is not None else self.endpoint.deletes
-        return wanted and self.endpoint.partition_param is None
+        return chosen is None or self.name in chosen
 
     def _reconcile_due(self, state: dict[str, Any], ledger: Ledger | None) -> bool:
         if ledger is None or self.config.get("reconcile_now"):
@@ -208,7 +206,11 @@ class EndpointStream(AshbyStream):
                       commit: dict[str, Any]) -> Iterator[dict[str, Any]]:
         ep = self.endpoint
         outcome: dict[str, Any] = {}
-        records = self._pass(ep, self._list_body(ep, context), state.get("sync_token"), outcome)
+        body = self._list_body(ep, context)
+        records = self._pass(ep, body, state.get("sync_token"), outcome)
+        part = ep.partition_param
+        if part and context:  # e.g. reportId: the row does not carry what it was asked for
+            records = ({**rec, part: rec.get(part) or context[part]} for rec in records)
         if not self.ledgered:
             yield from records
         else:
@@ -222,7 +224,7 @@ class EndpointStream(AshbyStream):
                 current: set[str] | None = seen
             elif due:
                 current = {entry("", {self.primary_keys[0]: v}, self.primary_keys[:1])
-                           for v in self._scan(ep, self.primary_keys[0])}
+                           for v in self._scan(ep, self.primary_keys[0], body)}
             else:
                 current = None
             new = ledger or Ledger()
@@ -271,7 +273,8 @@ class EndpointStream(AshbyStream):
                 gone |= new.replace_parent(str(key), items)
         if self.ledgered:
             live = seen_parents if outcome["full"] else (
-                self._scan(parent_ep, ep.parent.field) if due else None)
+                self._scan(parent_ep, ep.parent.field, self._list_body(parent_ep, None))
+                if due else None)
             if live is not None:
                 gone |= new.drop_parents_except(live)
             if ledger is not None:
@@ -326,9 +329,6 @@ class EndpointStream(AshbyStream):
         self.stats["records"] += 1
         if "_sdc_deleted_at" in row:
             self.stats["deleted"] = self.stats.get("deleted", 0) + 1
-        part = self.endpoint.partition_param
-        if part and context and row.get(part) is None:
-            row[part] = context[part]
         for key in self.primary_keys:
             if row.get(key) in (None, ""):
                 raise AshbyError(f"{self.name}: a record from /{self.endpoint.path} has no "

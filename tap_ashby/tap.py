@@ -39,8 +39,9 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property("max_retries", th.IntegerType, default=8, title="Max retries",
                 description="Retries of a request after 429, 5xx, dropped connections or "
                             "broken bodies, honouring Retry-After, else exponential backoff."),
-    th.Property("retry_base_delay", th.NumberType, default=1.0, title="Retry base delay",
-                description="First backoff wait in seconds when Ashby gives no Retry-After."),
+    th.Property("retry_base_delay_ms", th.IntegerType, default=1000, title="Retry base delay",
+                description="First backoff wait in milliseconds when Ashby gives no "
+                            "Retry-After; it doubles per retry, up to 60 s."),
     th.Property("on_missing_permission", th.StringType, default="skip",
                 allowed_values=["skip", "fail"], title="On missing permission",
                 description="skip: warn and skip a stream the key may not read; fail: stop."),
@@ -60,8 +61,7 @@ CONFIG_SCHEMA = th.PropertiesList(
                 description="Reconcile every ledgered stream in this run."),
     th.Property("reconcile_streams", th.ArrayType(th.StringType), title="Reconcile streams",
                 description="Streams that keep a ledger of delivered keys to detect deletes "
-                            "(default: the candidate, application, offer, feedback and "
-                            "schedule streams and their children; [] turns deletes off)."),
+                            "(default: every stream; [] turns deletes off)."),
     th.Property("report_ids", th.ArrayType(th.StringType), title="Report ids",
                 description="Saved Ashby report ids for the optional report_results stream."),
 ).to_dict()
@@ -85,7 +85,8 @@ def check_config(config: dict[str, Any]) -> list[str]:
         except ValueError:
             problems.append(f"start_date must be an ISO 8601 date-time, got {start!r}")
     for name, low in (("request_timeout", 1), ("max_retries", 0), ("max_concurrency", 1),
-                      ("requests_per_minute", 0)):
+                      ("requests_per_minute", 0), ("retry_base_delay_ms", 0),
+                      ("reconcile_every_n_runs", 0)):
         value = config.get(name)
         if value is not None and (not isinstance(value, int) or value < low):
             problems.append(f"{name} must be an integer >= {low}, got {value!r}")

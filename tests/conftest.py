@@ -30,7 +30,7 @@ def emulator() -> Any:
 def tap_config(emu: Emulator, **overrides: Any) -> dict[str, Any]:
     """Tap config pointing at ``emu``: no request budget, fast retries."""
     config = {"api_key": emu.key, "base_url": emu.url, "requests_per_minute": 0,
-              "retry_base_delay": 0.01, "max_concurrency": 4}
+              "retry_base_delay_ms": 10, "max_concurrency": 4}
     config.update(overrides)
     return config
 

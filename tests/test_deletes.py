@@ -39,7 +39,6 @@ def test_reconcile_removes_deleted_and_merged_rows(tmp_path: Path, emulator: Emu
     apply(warehouse, first)
     assert all(first.bookmarks()[s].get("ledger") for s in
                ("candidates", "applications", "candidate_notes", "application_history"))
-    assert "ledger" not in first.bookmarks()["departments"]  # not a deletable stream
 
     org = emulator.org
     cands = org.live_ids("candidates")

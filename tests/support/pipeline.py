@@ -169,9 +169,13 @@ class Pipeline:
         return MeltanoRun(list(args), proc.returncode, proc.stdout, proc.stderr,
                           time.monotonic() - started)
 
-    def run(self, *options: str) -> MeltanoRun:
-        """``meltano [options] run tap-ashby <target>`` (no auto-install); must succeed."""
-        result = self.meltano(*options, "run", "--no-install", "--state-id-suffix",
+    def run(self, *options: str, force: bool = False) -> MeltanoRun:
+        """``meltano [options] run tap-ashby <target>`` (no auto-install); must succeed.
+
+        ``force`` runs even though Meltano still holds the job lock of a killed run.
+        """
+        flags = ["--force"] if force else []
+        result = self.meltano(*options, "run", "--no-install", *flags, "--state-id-suffix",
                               self.suffix, "tap-ashby", self.warehouse.target).check()
         self.runs.append(result)
         return result
