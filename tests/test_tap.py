@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import SECRET_KEY, discover, run_tap, tap_config
+from conftest import SECRET_KEY, TAP, discover, run_tap, tap_config
 from expected import delivered_ids, expected_ids
 
 from tap_ashby.emulator import Emulator
@@ -205,7 +206,8 @@ def test_bad_config_fails_before_any_request(tmp_path: Path, emulator: Emulator,
     assert emulator.stats.snapshot()["total"] == 0
 
 
-@pytest.mark.parametrize("case", ["wrong key", "not ashby", "refused"])
+@pytest.mark.parametrize("case", ["wrong key", "not ashby", "refused", "tls", "unknown code",
+                                  "keyless record"])
 def test_unusable_endpoint_fails_with_one_line(tmp_path: Path, emulator: Emulator,
                                                case: str) -> None:
     config = tap_config(emulator, max_retries=1)
@@ -213,13 +215,25 @@ def test_unusable_endpoint_fails_with_one_line(tmp_path: Path, emulator: Emulato
         config["api_key"] = "wrong-" + SECRET_KEY
     elif case == "not ashby":
         emulator.faults.update(malformed=1.0)
-    else:
+    elif case == "refused":
         config["base_url"] = "http://127.0.0.1:9"
+    elif case == "tls":  # an https URL answered by a plain-HTTP server
+        config["base_url"] = emulator.url.replace("http://", "https://")
+    elif case == "unknown code":
+        emulator.faults.update(unknown_error=1.0)
+    else:
+        dept = emulator.org.live_ids("departments")[1]
+        emulator.org.update("departments", dept, {"id": None})
     run = run_tap(tmp_path, config, select={"departments"})
     assert run.returncode != 0
     assert "Traceback" not in run.stderr
     errors = [line for line in run.stderr.splitlines() if "tap-ashby failed" in line]
     assert len(errors) == 1, run.stderr[-2000:]
+    expected = {"wrong key": "HTTP 403", "not ashby": "not valid JSON", "refused": "cannot reach",
+                "tls": "cannot reach", "unknown code": "unexpected_internal_state",
+                "keyless record": "has no 'id'"}[case]
+    assert expected in errors[0]
+    assert not run.bookmarks().get("departments", {}).get("sync_token")
     assert SECRET_KEY not in run.stdout + run.stderr
     basic = base64.b64encode(f"{config['api_key']}:".encode()).decode()
     assert basic not in run.stdout + run.stderr
@@ -238,3 +252,24 @@ def test_one_stream_resyncs_while_the_others_stay_incremental(tmp_path: Path,
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.ids("candidates") == set(emulator.org.live_ids("candidates"))
     assert second.ids("departments") == {dept}
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"bookmarks": 7}'])
+def test_unusable_state_file_is_one_line(tmp_path: Path, emulator: Emulator,
+                                         content: str) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(tap_config(emulator)))
+    (tmp_path / "state.json").write_text(content)
+    proc = subprocess.run([*TAP, "--config", str(tmp_path / "config.json"), "--state",
+                           str(tmp_path / "state.json")], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "state file" in proc.stderr
+
+
+def test_foreign_state_falls_back_to_full_passes(tmp_path: Path, emulator: Emulator) -> None:
+    state = {"bookmarks": {"candidates": {"sync_token": "not-a-token", "ledger": "garbage"},
+                           "no_such_stream": {"x": 1}}}
+    run = run_tap(tmp_path, tap_config(emulator), state=state, select={"candidates"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "sync_token_invalid" in run.stderr
+    assert run.ids("candidates") == set(emulator.org.live_ids("candidates"))

@@ -26,6 +26,7 @@ class Faults:
     slow_seconds: float = 0.5
     latency: float = 0.0  # fixed delay added to every API request (seconds)
     cursor_expired: float = 0.0  # requests carrying a cursor answered next_cursor_expired
+    unknown_error: float = 0.0  # 200 + success:false with a code no client knows
     concurrent_limit: int = 0  # >N requests in flight -> 429 concurrent_limit_exceeded; 0 = off
     only_paths: str = ""  # comma-separated endpoints the faults apply to; empty = all
     seed: int = 1
@@ -47,7 +48,7 @@ class FaultPicker:
     """Draws the fault for each request from the seeded generator."""
 
     KINDS = ("rate_limit", "server_error", "drop", "malformed", "truncated", "slow",
-             "cursor_expired")
+             "cursor_expired", "unknown_error")
 
     def __init__(self, faults: Faults) -> None:
         self.faults = faults

@@ -132,6 +132,9 @@ class _Handler(BaseHTTPRequestHandler):
             return "dropped"
         if fault == "slow":
             time.sleep(faults.slow_seconds)
+        if fault == "unknown_error":
+            self._send(200, _error("unexpected_internal_state", "Something unexpected"))
+            return "200"
         if fault == "cursor_expired":
             self._send(200, _error("next_cursor_expired", "The cursor expired"))
             return "200"
