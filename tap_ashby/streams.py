@@ -154,10 +154,17 @@ class EndpointStream(AshbyStream):
         outcome["full"] = token is None
         self.stats["passes"] = "full" if token is None else "incremental"
 
-    def _scan(self, ep: Endpoint, field: str, body: dict[str, Any]) -> set[str]:
-        """Values of ``field`` across a full pass of ``ep``, emitting nothing (reconcile)."""
-        return {str(v) for rec in self._pass(ep, body, None, {})
-                for v in values_at(rec, field)}
+    def _scan(self, ep: Endpoint, body: dict[str, Any], field: str) -> set[str]:
+        """Values of ``field`` across a full pass of ``ep``, emitting nothing (reconcile).
+
+        Several child streams share a parent: one scan per run serves them all.
+        """
+        cache = self._tap.scan_cache  # type: ignore[attr-defined]
+        key = (ep.path, repr(sorted(body.items())), field)
+        if key not in cache:
+            cache[key] = {str(v) for rec in self._pass(ep, body, None, {})
+                          for v in values_at(rec, field)}
+        return cache[key]
 
     # deletes ------------------------------------------------------------------------------
     @property
@@ -223,8 +230,8 @@ class EndpointStream(AshbyStream):
             if outcome["full"]:
                 current: set[str] | None = seen
             elif due:
-                current = {entry("", {self.primary_keys[0]: v}, self.primary_keys[:1])
-                           for v in self._scan(ep, self.primary_keys[0], body)}
+                (pk,) = self.primary_keys  # ledgered lists are keyed on one field
+                current = {entry("", {pk: v}, [pk]) for v in self._scan(ep, body, pk)}
             else:
                 current = None
             new = ledger or Ledger()
@@ -273,7 +280,7 @@ class EndpointStream(AshbyStream):
                 gone |= new.replace_parent(str(key), items)
         if self.ledgered:
             live = seen_parents if outcome["full"] else (
-                self._scan(parent_ep, ep.parent.field, self._list_body(parent_ep, None))
+                self._scan(parent_ep, self._list_body(parent_ep, None), ep.parent.field)
                 if due else None)
             if live is not None:
                 gone |= new.drop_parents_except(live)

@@ -113,6 +113,11 @@ class TapAshby(Tap):
         return RequestBudget(per_minute=int(self.config.get("requests_per_minute", 900)),
                              max_in_flight=int(self.config.get("max_concurrency", 4)))
 
+    @cached_property
+    def scan_cache(self) -> dict[tuple, set[str]]:
+        """Reconcile id scans of this run, shared by the streams of one parent list."""
+        return {}
+
     def discover_streams(self) -> list[EndpointStream]:
         return [EndpointStream(self, row) for row in ROWS]
 

@@ -42,3 +42,8 @@ def test_meltano_selects_the_default_streams() -> None:
 def test_schemas_are_shipped_for_every_stream() -> None:
     names = {p.stem for p in (ROOT / "schemas").glob("*.json")}
     assert names == {r.stream for r in ROWS}
+
+
+def test_top_level_streams_have_one_key_field() -> None:
+    # The reconcile scan of a top-level list collects one key field (streams.py).
+    assert all(len(r.primary_keys) == 1 for r in ROWS if r.parent is None)
