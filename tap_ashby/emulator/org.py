@@ -130,6 +130,14 @@ LABEL_FIELDS = ("name", "title", "text")
 ARCHIVE_FLAGS = ("isArchived",)
 
 
+def _holds_refs(name: str, spec: dict[str, Any]) -> bool:
+    """Whether a field (or anything inside it) points at other rows."""
+    if name in ID_REFS or name in OBJ_REFS or name in ARRAY_REFS:
+        return True
+    inner = spec.get("fields") or spec.get("items", {}).get("fields") or {}
+    return any(_holds_refs(n, f) for n, f in inner.items())
+
+
 def _tag(name: str) -> int:
     return zlib.crc32(name.encode()) & 0xFFFFFFFF
 
@@ -157,6 +165,10 @@ class Table:
         self.hidden = {n for n, s in self.fields.items()
                        if "NOT in API payload" in s.get("note", "")}
         self._protos: list[dict[str, Any]] | None = None
+        self._id_prefix = f"{self.tag:08x}-{self.org.seed & 0xFFFF:04x}-4000-0000-"
+        # Only fields that hold (or contain) references are rebuilt per row; the rest of a
+        # prototype is shared between rows (rows are deep-copied before any change).
+        self.patch_fields = [n for n, f in self.fields.items() if _holds_refs(n, f)]
         # Fields a list endpoint filters on with a fixed set of values (surveyType): the rows
         # carry one of those values, so each partition of the list finds its rows.
         self.param_values: dict[str, list[str]] = {
@@ -170,6 +182,8 @@ class Table:
         """Deterministic UUID: table tag, seed and index, reversible by ``index_of``."""
         if self.spec.same_id_as_parent:
             return self.org.tables[self.spec.parent].id_of(index)  # type: ignore[index]
+        if index < 1 << 48:  # the common case, formatted without building a UUID object
+            return f"{self._id_prefix}{index:012x}"
         value = (self.tag << 96) | ((self.org.seed & 0xFFFF) << 80) | (0x4 << 76) | index
         return str(uuid.UUID(int=value))
 
@@ -248,8 +262,9 @@ class Table:
             if isinstance(rec.get(label), str):
                 rec[label] = f"{self.spec.object} {index}"
                 break
-        for name, value in list(rec.items()):
-            rec[name] = self._patch(name, value, index)
+        for name in self.patch_fields:
+            if name in rec:
+                rec[name] = self._patch(name, rec[name], index)
         if self.name == "candidates" and "applicationIds" in rec:
             apps = self.org.tables["applications"]
             rec["applicationIds"] = [apps.id_of(j) for j in apps.children_of(index)]
