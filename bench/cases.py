@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from emu import KEY, EmulatorProcess, requests_made
-from procs import BENCH, BIN, REPO, Measured, TreeSampler, run_measured
+from procs import (
+    BENCH,
+    BIN,
+    REPO,
+    Measured,
+    TreeSampler,
+    busy_cpu_seconds,
+    run_measured,
+    speed_index,
+)
 from tapctl import STREAMS, last_state, parse_summary, tap_command, write_catalog, write_config
 
 PAGE = 100
@@ -46,7 +55,7 @@ class Ctx:
 
 
 def _devnull() -> Any:
-    return Path(os.devnull).open("wb")  # noqa: SIM115 - closed by the caller's `with`
+    return Path(os.devnull).open("wb")  # closed by the caller's `with`
 
 
 def _expected_requests(records: int) -> int:
@@ -95,11 +104,11 @@ def _floor_run(ctx: Ctx, emu: EmulatorProcess, stream: str) -> dict[str, Any]:
            str(_expected_requests(n) + 10)]
     err = ctx.path(f"floor-{stream}-{n}", ".err")
     emu.reset_stats()
-    cpu0 = emu.cpu_seconds()
+    cpu0, busy0 = emu.cpu_seconds(), busy_cpu_seconds()
     with _devnull() as devnull:
         m = run_measured(cmd, stdout=devnull, stderr_path=err, timeout=ctx.timeout(
             _sync_timeout(n)))
-    row = _client_row("floor", m, emu, cpu0)
+    row = _client_row("floor", m, emu, cpu0, busy0)
     for line in err.read_text(errors="replace").splitlines():
         if line.startswith("FLOOR "):
             got = json.loads(line[6:])
@@ -117,7 +126,7 @@ def _tap_run(ctx: Ctx, emu: EmulatorProcess, stream: str, *, extra: list[str] | 
     cmd = [*tap_command(), "--config", str(cfg), "--catalog", str(cat), *(extra or [])]
     err = ctx.path(f"tap-{'+'.join(sorted(streams))}-{n}", ".err")
     emu.reset_stats()
-    cpu0 = emu.cpu_seconds()
+    cpu0, busy0 = emu.cpu_seconds(), busy_cpu_seconds()
     if stdout is None:
         with _devnull() as devnull:
             m = run_measured(cmd, stdout=devnull, stderr_path=err,
@@ -125,7 +134,7 @@ def _tap_run(ctx: Ctx, emu: EmulatorProcess, stream: str, *, extra: list[str] | 
     else:
         m = run_measured(cmd, stdout=stdout, stderr_path=err,
                          timeout=ctx.timeout(_sync_timeout(n)), on_start=on_start)
-    row = _client_row(label, m, emu, cpu0)
+    row = _client_row(label, m, emu, cpu0, busy0)
     summary = parse_summary(err.read_text(errors="replace"))
     row["summary"] = summary
     picked = [summary["streams"][s] for s in streams if s in summary["streams"]]
@@ -135,7 +144,9 @@ def _tap_run(ctx: Ctx, emu: EmulatorProcess, stream: str, *, extra: list[str] | 
     return _rates(row)
 
 
-def _client_row(who: str, m: Measured, emu: EmulatorProcess, cpu0: float) -> dict[str, Any]:
+def _client_row(who: str, m: Measured, emu: EmulatorProcess, cpu0: float,
+                busy0: float | None = None) -> dict[str, Any]:
+    busy = busy_cpu_seconds() - busy0 if busy0 is not None else None
     stats = emu.stats()
     row: dict[str, Any] = {"who": who, **m.as_dict(), "ok": m.ok,
                            "requests": requests_made(stats),
@@ -146,6 +157,11 @@ def _client_row(who: str, m: Measured, emu: EmulatorProcess, cpu0: float) -> dic
                            "emulator_cpu_s": round(emu.cpu_seconds() - cpu0, 3)}
     if m.wall_s:
         row["emulator_cpu_util"] = round(row["emulator_cpu_s"] / m.wall_s, 2)
+        if busy is not None:
+            # CPU used by everything else on the machine meanwhile (other sessions' work,
+            # the harness): noise. 1.0 = one of the cores taken away for the whole run.
+            other = busy - m.cpu_s - row["emulator_cpu_s"]
+            row["other_cpu_util"] = round(max(0.0, other) / m.wall_s, 2)
     if not m.ok:
         row["error"] = m.stderr_tail()
     return row
@@ -153,6 +169,8 @@ def _client_row(who: str, m: Measured, emu: EmulatorProcess, cpu0: float) -> dic
 
 def _rates(row: dict[str, Any]) -> dict[str, Any]:
     records = row.get("records") or 0
+    if records and row.get("cpu_s") is not None:
+        row["cpu_us_per_record"] = round(row["cpu_s"] / records * 1e6, 1)
     if row.get("sync_s"):
         row["records_per_s"] = round(records / row["sync_s"])
     if row.get("wall_s"):
@@ -173,8 +191,9 @@ def full_sync(ctx: Ctx, emu: EmulatorProcess, stream: str, reps: int) -> dict[st
         for who in ("floor", "tap"):
             if ctx.remaining() <= 0:
                 break
+            speed = speed_index()
             row = _floor_run(ctx, emu, stream) if who == "floor" else _tap_run(ctx, emu, stream)
-            row["rep"] = rep
+            row.update(rep=rep, speed_before=speed, speed_after=speed_index())
             runs[who].append(row)
             ctx.log(f"  {who:5} {stream} n={n:,} rep {rep + 1}/{reps}: "
                     f"{row.get('wall_s')} s wall, {row.get('records_per_s')} rec/s, "
@@ -186,14 +205,22 @@ def full_sync(ctx: Ctx, emu: EmulatorProcess, stream: str, reps: int) -> dict[st
     for who, rows in runs.items():
         out[who] = {key: _median(rows, key) for key in
                     ("wall_s", "sync_s", "records_per_s", "records_per_s_wall", "cpu_s",
-                     "max_rss_mb", "requests", "records", "emulator_cpu_util")}
+                     "cpu_us_per_record", "max_rss_mb", "requests", "records",
+                     "emulator_cpu_util", "other_cpu_util")}
         out[who]["ok"] = bool(rows) and all(r["ok"] for r in rows)
         out[who]["records_ok"] = bool(rows) and all(r.get("records") == n for r in rows)
+    speeds = [r[k] for rows in runs.values() for r in rows
+              for k in ("speed_before", "speed_after") if r.get(k)]
+    if speeds:
+        # How much faster the box was at its fastest than at its slowest during this case.
+        out["speed_drift_pct"] = round(100 * (max(speeds) / min(speeds) - 1), 1)
     f, t = out["floor"], out["tap"]
     if f.get("records_per_s") and t.get("records_per_s"):
         out["ratio"] = round(t["records_per_s"] / f["records_per_s"], 2)
     if f.get("wall_s") and t.get("wall_s"):
         out["ratio_wall"] = round(f["wall_s"] / t["wall_s"], 2)
+    if f.get("cpu_us_per_record") and t.get("cpu_us_per_record"):
+        out["ratio_cpu"] = round(f["cpu_us_per_record"] / t["cpu_us_per_record"], 2)
     return out
 
 
@@ -304,7 +331,7 @@ def _duckdb_counts(path: Path) -> dict[str, int] | str:
                     for t in ("candidates", "applications")}
         finally:
             con.close()
-    except Exception as err:  # noqa: BLE001 - reported, never fatal
+    except Exception as err:  # reported, never fatal
         return f"{type(err).__name__}: {err}"
 
 
@@ -349,7 +376,7 @@ def meltano_run(ctx: Ctx, emu: EmulatorProcess) -> dict[str, Any]:
     with _devnull() as devnull:
         m = run_measured(_meltano("run", "tap-ashby", "target-duckdb"), stdout=devnull,
                          stderr_path=ctx.path("meltano-run", ".log"), env=env,
-                         timeout=ctx.timeout(600 + n * 0.05), on_start=sample)
+                         timeout=ctx.timeout(600 + n * 0.05), on_start=sample, rss=False)
     for s in samplers:
         s.stop()
     stats = emu.stats()
@@ -420,6 +447,7 @@ def fan_out(ctx: Ctx, apps: int, concurrencies: list[int], budgets: list[int],
                            "expected_records": apps * 3,
                            "expected_requests": apps + _expected_requests(apps)}
     with EmulatorProcess(apps, ctx.path("emulator-fanout", ".log"), latency=latency) as emu:
+        out["probe"] = emu.probe(5)
         for budget in budgets:
             for conc in concurrencies:
                 if ctx.remaining() <= 0:

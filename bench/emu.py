@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from procs import REPO, cpu_seconds
+from procs import BENCH, REPO, cpu_seconds
 
 KEY = "bench-key"
 
@@ -22,11 +23,15 @@ KEY = "bench-key"
 class EmulatorProcess:
     """``python -m tap_ashby.emulator.cli --port 0 --candidates N``, plus its admin API."""
 
+    nodelay = False  # run.py --nodelay: start it through bench/emulator_nodelay.py
+
     def __init__(self, candidates: int, log_path: Path, latency: float = 0.0,
                  seed: int = 1) -> None:
         self.candidates = candidates
         self.latency = latency
-        cmd = [sys.executable, "-m", "tap_ashby.emulator.cli", "--port", "0",
+        launcher = ([str(BENCH / "emulator_nodelay.py")] if self.nodelay
+                    else ["-m", "tap_ashby.emulator.cli"])
+        cmd = [sys.executable, *launcher, "--port", "0",
                "--candidates", str(candidates), "--seed", str(seed), "--key", KEY,
                "--latency", str(latency)]
         self._log = log_path.open("wb")
@@ -34,7 +39,6 @@ class EmulatorProcess:
         self.url = self._read_url(timeout=60)
         parsed = urlparse(self.url)
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
-        self._conn: http.client.HTTPConnection | None = None
 
     def _read_url(self, timeout: float) -> str:
         assert self.proc.stdout is not None
@@ -58,21 +62,26 @@ class EmulatorProcess:
 
     # admin --------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: Any = None) -> Any:
+        """One admin call on a fresh connection.
+
+        Not keep-alive: the emulator writes headers and body in two sends without
+        TCP_NODELAY, so a small answer on a reused connection waits ~40 ms for the client's
+        delayed ACK (Nagle); a new connection is acked at once (see bench/README.md).
+        """
         payload = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if payload is not None else {}
+        data: dict[str, Any] = {}
         for attempt in range(3):
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
             try:
-                self._conn.request(method, path, payload, headers)
-                resp = self._conn.getresponse()
-                data = json.loads(resp.read())
+                conn.request(method, path, payload, headers)
+                data = json.loads(conn.getresponse().read())
                 break
             except (OSError, http.client.HTTPException):
-                self._conn.close()
-                self._conn = None
                 if attempt == 2:
                     raise
+            finally:
+                conn.close()
         if not data.get("ok"):
             raise RuntimeError(f"emulator admin {path}: {data.get('error')}")
         return data.get("result")
@@ -90,13 +99,40 @@ class EmulatorProcess:
         self._request("POST", "/_emulator/mutate",
                       {"op": "update", "stream": stream, "id": record_id})
 
+    def probe(self, count: int = 20) -> dict[str, float]:
+        """ms per small API answer (candidate.list, limit 1): keep-alive vs a new connection."""
+        headers = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode(),
+                   "Content-Type": "application/json"}
+        body = json.dumps({"limit": 1})
+
+        def one(conn: http.client.HTTPConnection) -> None:
+            conn.request("POST", "/candidate.list", body, headers)
+            conn.getresponse().read()
+
+        kept = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            one(kept)  # connect and warm up
+            started = time.perf_counter()
+            for _ in range(count):
+                one(kept)
+            keep_alive = (time.perf_counter() - started) / count
+        finally:
+            kept.close()
+        started = time.perf_counter()
+        for _ in range(count):
+            fresh = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            try:
+                one(fresh)
+            finally:
+                fresh.close()
+        new_conn = (time.perf_counter() - started) / count
+        return {"keep_alive_ms": round(keep_alive * 1000, 1),
+                "new_connection_ms": round(new_conn * 1000, 1)}
+
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

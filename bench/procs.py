@@ -1,8 +1,12 @@
 """Running and measuring client processes: wall time, CPU, peak RSS, process trees.
 
-Peak RSS and CPU come from ``os.wait4(pid)``: the kernel's rusage of exactly that child (on
-Linux ``ru_maxrss`` is its peak resident set, in KiB), so nothing has to be polled and
-``RUSAGE_CHILDREN`` (a max over every child so far, useless as a delta) is never read.
+CPU comes from ``os.wait4(pid)``: the kernel's rusage of exactly that child (and whatever it
+waited for), so ``RUSAGE_CHILDREN`` (a running max over every child, useless as a delta) is
+never read. Peak RSS does *not* come from that rusage: a child forked from this harness
+carries the harness's own high-water mark into ``ru_maxrss`` (the kernel folds the pre-exec
+mm into it), so every client would look at least as big as the harness. Instead the client
+runs under GNU ``/usr/bin/time -f %M`` (time forks the client from its own ~2 MB process),
+or, where that is missing, ``VmHWM`` of the exec'd client is polled from /proc every 20 ms.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +27,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 BIN = Path(sys.executable).parent  # the venv that runs the harness (make bench: .venv)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-RSS_METHOD = "os.wait4() rusage of the client process (ru_maxrss = its peak RSS)"
+TIME_BIN = Path("/usr/bin/time")
 
 
 @dataclass
@@ -57,21 +62,67 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _gnu_time() -> bool:
+    if not os.access(TIME_BIN, os.X_OK):
+        return False
+    probe = subprocess.run([str(TIME_BIN), "-f", "%M", "true"], capture_output=True,
+                           text=True, check=False, timeout=30)
+    return probe.returncode == 0 and probe.stderr.strip().isdigit()
+
+
+USE_TIME = _gnu_time()
+RSS_METHOD = ("GNU /usr/bin/time -f %M around the client process (its peak RSS)" if USE_TIME
+              else "VmHWM of the client process, polled from /proc every 20 ms")
+
+
+class _HwmPoller(threading.Thread):
+    """Peak ``VmHWM`` of a process once it runs ``exe`` (before exec it is the harness)."""
+
+    def __init__(self, pid: int, exe: str) -> None:
+        super().__init__(daemon=True, name="vmhwm")
+        self.pid, self.exe, self.peak_kb = pid, exe, 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                argv0 = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+                if argv0.decode(errors="replace") == self.exe:
+                    for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            self.done.wait(0.02)
+
+
 def run_measured(cmd: list[str], *, stdout: int | IO[Any], stderr_path: Path | None,
                  timeout: float, env: dict[str, str] | None = None,
                  stdin: int | IO[Any] | None = subprocess.DEVNULL,
-                 on_start: Any = None) -> Measured:
+                 on_start: Any = None, rss: bool = True) -> Measured:
     """Run ``cmd`` to completion (or kill its process group after ``timeout`` seconds).
 
     ``on_start(popen)`` runs right after the process started (e.g. to start a sampler).
+    ``rss=False`` runs ``cmd`` bare (its pid is then the client's own, for process trees).
     """
     timeout = max(1.0, timeout)
+    rss_file = None
+    full = list(cmd)
+    if rss and USE_TIME:
+        fd, name = tempfile.mkstemp(prefix="bench-rss-")
+        os.close(fd)
+        rss_file = Path(name)
+        full = [str(TIME_BIN), "-f", "%M", "-o", name, *cmd]
     err: Any = stderr_path.open("wb") if stderr_path else subprocess.DEVNULL
+    poller = None
     try:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=err, stdin=stdin, cwd=REPO,
+        proc = subprocess.Popen(full, stdout=stdout, stderr=err, stdin=stdin, cwd=REPO,
                                 env=env if env is not None else os.environ.copy(),
                                 start_new_session=True)
+        if rss and not USE_TIME:
+            poller = _HwmPoller(proc.pid, cmd[0])
+            poller.start()
         if on_start is not None:
             on_start(proc)
         killed = threading.Event()
@@ -85,6 +136,9 @@ def run_measured(cmd: list[str], *, stdout: int | IO[Any], stderr_path: Path | N
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # interrupted harness: the client must not outlive it
+            _kill_group(proc.pid)
+            raise
         finally:
             timer.cancel()
         wall = time.perf_counter() - started
@@ -95,8 +149,18 @@ def run_measured(cmd: list[str], *, stdout: int | IO[Any], stderr_path: Path | N
     finally:
         if stderr_path:
             err.close()
+        if poller is not None:
+            poller.done.set()
+            poller.join(timeout=5)
+    peak_kb = 0
+    if rss_file is not None:
+        text = rss_file.read_text().strip().splitlines()
+        rss_file.unlink(missing_ok=True)
+        peak_kb = int(text[-1]) if text and text[-1].strip().isdigit() else 0
+    elif poller is not None:
+        peak_kb = poller.peak_kb
     return Measured(cmd=cmd, rc=None if killed.is_set() else proc.returncode, wall_s=wall,
-                    cpu_s=usage.ru_utime + usage.ru_stime, max_rss_kb=int(usage.ru_maxrss),
+                    cpu_s=usage.ru_utime + usage.ru_stime, max_rss_kb=peak_kb,
                     stderr_path=stderr_path, timed_out=killed.is_set())
 
 
@@ -107,6 +171,33 @@ def cpu_seconds(pid: int) -> float:
     except (OSError, IndexError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def speed_index(loops: int = 300_000) -> float:
+    """Millions of simple Python operations per second, timed now in this process.
+
+    The box's speed drifts over minutes (other tenants on the host; invisible as steal time):
+    sampled right before and after each measured process, it says whether a floor run and the
+    tap run it is compared with ran on an equally fast machine.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(loops):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - started)
+    return round(loops / best / 1e6, 2)
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (all cores, from /proc/stat)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLK_TCK
 
 
 # process trees (meltano run) ------------------------------------------------------------------

@@ -18,7 +18,9 @@ STREAMS = {
     "candidates": ("candidate.list", {}),
     "applications": ("application.list", {"expand": ["openings"]}),
 }
-SUMMARY = re.compile(r"summary (\S+)\s+(\d+) records\s+([\d.]+) rec/s\s+(.*)$", re.M)
+# "summary <stream> <n> records [<n> requests] <x> rec/s <status>" (the requests column is newer)
+SUMMARY = re.compile(r"summary (\S+)\s+(\d+) records\s+(?:(\d+) requests\s+)?([\d.]+) rec/s"
+                     r"\s+(.*)$", re.M)
 TOTAL = re.compile(r"summary total (\d+) records in ([\d.]+)s")
 
 
@@ -53,11 +55,12 @@ def write_catalog(path: Path, catalog: dict[str, Any], streams: set[str]) -> Pat
 def parse_summary(stderr_text: str) -> dict[str, Any]:
     """Per-stream records and seconds (records / rec/s), and the run's total, from the log."""
     streams: dict[str, dict[str, Any]] = {}
-    for name, records, rate, status in SUMMARY.findall(stderr_text):
+    for name, records, requests, rate, status in SUMMARY.findall(stderr_text):
         if name == "total":
             continue
         n, r = int(records), float(rate)
         streams[name] = {"records": n, "seconds": (n / r) if r else 0.0,
+                         "requests": int(requests) if requests else None,
                          "status": status.strip()}
     total = TOTAL.search(stderr_text)
     return {"streams": streams,

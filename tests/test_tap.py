@@ -273,3 +273,12 @@ def test_foreign_state_falls_back_to_full_passes(tmp_path: Path, emulator: Emula
     assert run.returncode == 0, run.stderr[-2000:]
     assert "sync_token_invalid" in run.stderr
     assert run.ids("candidates") == set(emulator.org.live_ids("candidates"))
+
+
+def test_fields_ashby_adds_later_are_dropped(tmp_path: Path, emulator: Emulator) -> None:
+    cid = emulator.org.live_ids("candidates")[0]
+    emulator.org.update("candidates", cid, {"brandNewField": {"x": 1}})
+    run = run_tap(tmp_path, tap_config(emulator), select={"candidates"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    record = next(r for r in run.records["candidates"] if r["id"] == cid)
+    assert "brandNewField" not in record and record["name"]
