@@ -154,7 +154,6 @@ class EndpointStream(AshbyStream):
                                     self.name, err.code)
         outcome["token"] = paginator.sync_token if ep.sync_token else None
         outcome["full"] = token is None
-        self.stats["passes"] = "full" if token is None else "incremental"
 
     def _scan(self, ep: Endpoint, body: dict[str, Any], field: str) -> set[str]:
         """Values of ``field`` across a full pass of ``ep``, emitting nothing (reconcile).
@@ -248,6 +247,7 @@ class EndpointStream(AshbyStream):
             self._commit_ledger(commit, new, current is not None, state)
         if outcome.get("token"):
             commit["sync_token"] = outcome["token"]
+        self.stats["passes"] = "full" if outcome.get("full") else "incremental"
 
     def _child_records(self, state: dict[str, Any], commit: dict[str, Any],
                        ) -> Iterator[dict[str, Any]]:
@@ -291,6 +291,7 @@ class EndpointStream(AshbyStream):
             self._commit_ledger(commit, new, live is not None, state)
         if outcome.get("token"):
             commit["parent_sync_token"] = outcome["token"]
+        self.stats["passes"] = "full" if outcome.get("full") else "incremental"
 
     def _tombstones(self, gone: set[str]) -> Iterator[dict[str, Any]]:
         if gone:
