@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import endpoints, objects
+from .catalog import endpoints
 from .generate import iso_ms
 from .org import Org, Table
 
@@ -54,6 +54,12 @@ class Settings:
     cursor_ttl_seconds: float = 3_600  # UNCONFIRMED
     max_sync_changes: int = 100_000  # above this an incremental pass is refused
     secret: bytes = b"emulator"
+
+
+def not_found_code(object_name: str) -> str:
+    """Ashby's code for a missing object: ``Application`` -> ``application_not_found``."""
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in object_name).lstrip("_")
+    return f"{snake}_not_found"
 
 
 def _b64(data: bytes) -> str:
@@ -168,9 +174,8 @@ class Api:
         ptable = self.org.table(table.spec.parent)  # type: ignore[arg-type]
         pindex = ptable.index_of(value)
         if pindex is None:
-            code = f"{ptable.spec.object[0].lower()}{ptable.spec.object[1:]}_not_found"
-            code = "".join("_" + c.lower() if c.isupper() else c for c in code)
-            raise ApiError(200, code, f"No {ptable.spec.object} with {param}={value}")
+            raise ApiError(200, not_found_code(ptable.spec.object),
+                           f"No {ptable.spec.object} with {param}={value}")
         return table, pindex
 
     def _filters(self, path: str, row: dict, body: dict) -> dict[str, Any]:
@@ -256,7 +261,7 @@ class Api:
             if not state or state.get("p") != path or state.get("f") != fhash:
                 raise ApiError(200, "invalid_next_cursor", "The cursor could not be decoded")
             if now - state["c"] > self.settings.cursor_ttl_seconds * 1000 or \
-                    state.get("e") != self.org_epoch:
+                    state.get("e") != self.org.cursor_epoch:
                 raise ApiError(200, "next_cursor_expired",
                                "The cursor expired: restart the pass without a cursor")
             mode, after, lo, hi = state["m"], state["i"], state["lo"], state["hi"]
@@ -291,17 +296,12 @@ class Api:
             if more:
                 out["nextCursor"] = self._seal({"p": path, "f": fhash, "m": mode, "i": last,
                                                 "lo": lo, "hi": hi, "c": now,
-                                                "e": self.org_epoch})
+                                                "e": self.org.cursor_epoch})
             elif row["sync_token"]:
                 out["syncToken"] = self._seal({"t": table.name, "f": fhash, "s": hi, "c": now})
         elif path in LISTS_WITH_MORE_FLAG:
             out["moreDataAvailable"] = False
         return out
-
-    @property
-    def org_epoch(self) -> int:
-        """Bumped by ``expire_cursors`` so that every outstanding cursor expires."""
-        return getattr(self.org, "cursor_epoch", 0)
 
     # single objects -----------------------------------------------------------------------
     def _info(self, path: str, row: dict, body: dict) -> dict:
@@ -331,9 +331,8 @@ class Api:
         index = table.index_of(body[given]) if table and given != "externalMappingId" else None
         rec = table.get(index) if index is not None else None
         if rec is None:
-            code = f"{row['object'][0].lower()}{row['object'][1:]}_not_found"
-            code = "".join("_" + c.lower() if c.isupper() else c for c in code)
-            raise ApiError(200, code, f"No {row['object']} with {given}={body[given]}")
+            raise ApiError(200, not_found_code(row["object"]),
+                           f"No {row['object']} with {given}={body[given]}")
         return {"success": True, "results": rec}
 
     def _api_key_info(self, perms: frozenset[str]) -> dict:
@@ -358,8 +357,3 @@ class Api:
             "reportData": {"data": rows, "columnNames": ["Name", "Count"],
                            "metadata": {"reportId": report_id}},
             "failureReason": None}}
-
-
-def object_fields(name: str) -> dict[str, Any]:
-    """Field specs of one object (for tests and tools)."""
-    return objects()[name]["fields"]

@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from .catalog import endpoints, objects
-from .generate import EPOCH, epoch_ms, iso, iso_ms, object_for, random_uuid
+from .generate import EPOCH, epoch_ms, iso, iso_ms, object_for
 
 PROTOTYPES = 8
 
@@ -253,7 +253,7 @@ class Table:
         rec = dict(self._prototypes()[index % PROTOTYPES])
         for name in self.hidden:
             rec.pop(name, None)
-        if ("id" in rec and not self.spec.same_id_as_parent) or "id" in rec:
+        if "id" in rec:
             rec["id"] = self.id_of(index)
         for stamp in ("createdAt", "updatedAt"):
             if stamp in rec:
@@ -352,6 +352,7 @@ class Org:
         self.clock_ms = epoch_ms(EPOCH) + 3 * 365 * 86_400_000
         self.tables: dict[str, Table] = {}
         self.touch_parent_on_child_change = True
+        self.cursor_epoch = 0  # bumped to expire every outstanding pagination cursor
         specs = {s.name: s for s in TABLES}
         for spec in TABLES:  # top-level first, then children sized by their parent
             if spec.parent is None:
@@ -546,16 +547,3 @@ class Org:
         """Every live id of a table (tests compare warehouses with this)."""
         table = self.table(name)
         return [table.id_of(i) for i in table.live_indices()]
-
-
-def new_uuid(rng: random.Random) -> str:
-    """Re-export for the server's request ids."""
-    return random_uuid(rng)
-
-
-def endpoint_table(path: str) -> str | None:
-    """The table an endpoint reads (lookups read the table of the stream they look up)."""
-    row = endpoints().get(path)
-    if row is None:
-        return None
-    return row.get("stream") or row.get("lookup_of")

@@ -235,7 +235,7 @@ class Emulator:
     def expire_cursors(self) -> None:
         """Make every outstanding pagination cursor answer next_cursor_expired."""
         with self.org.lock:
-            self.org.cursor_epoch = getattr(self.org, "cursor_epoch", 0) + 1  # type: ignore[attr-defined]
+            self.org.cursor_epoch += 1
 
     def admin(self, action: str, args: dict[str, Any]) -> Any:
         """The admin interface, shared by HTTP (``/_emulator/<action>``) and Python."""
