@@ -180,9 +180,14 @@ class EndpointStream(AshbyStream):
         every = int(self.config.get("reconcile_every_n_runs", 7))
         return every > 0 and int(state.get("runs_since_reconcile", 0)) + 1 >= every
 
-    def _commit_ledger(self, commit: dict[str, Any], ledger: Ledger, reconciled: bool,
-                       state: dict[str, Any]) -> None:
-        commit["ledger"] = ledger.encode()
+    def _close_ledger(self, before: Ledger | None, after: Ledger, gone: set[str],
+                      reconciled: bool, state: dict[str, Any], commit: dict[str, Any],
+                      ) -> Iterator[dict[str, Any]]:
+        """Tombstones for ``gone`` (only when there was a ledger to compare with), then the
+        new ledger and reconcile counter into ``commit``."""
+        if before is not None:
+            yield from self._tombstones(gone)
+        commit["ledger"] = after.encode()
         commit["runs_since_reconcile"] = 0 if reconciled else \
             int(state.get("runs_since_reconcile", 0)) + 1
         if reconciled:
@@ -239,15 +244,12 @@ class EndpointStream(AshbyStream):
             if current is None:
                 for item in seen:
                     new.add(item)
+                gone: set[str] = set()
             else:
                 gone = (set(new.by_parent.get("", set())) | seen) - current
                 new.replace_parent("", current)
-                if ledger is not None:
-                    yield from self._tombstones(gone)
-            self._commit_ledger(commit, new, current is not None, state)
-        if outcome.get("token"):
-            commit["sync_token"] = outcome["token"]
-        self.stats["passes"] = "full" if outcome.get("full") else "incremental"
+            yield from self._close_ledger(ledger, new, gone, current is not None, state, commit)
+        self._commit_pass(outcome, commit, "sync_token")
 
     def _child_records(self, state: dict[str, Any], commit: dict[str, Any],
                        ) -> Iterator[dict[str, Any]]:
@@ -286,11 +288,13 @@ class EndpointStream(AshbyStream):
                 if due else None)
             if live is not None:
                 gone |= new.drop_parents_except(live)
-            if ledger is not None:
-                yield from self._tombstones(gone)
-            self._commit_ledger(commit, new, live is not None, state)
+            yield from self._close_ledger(ledger, new, gone, live is not None, state, commit)
+        self._commit_pass(outcome, commit, "parent_sync_token")
+
+    def _commit_pass(self, outcome: dict[str, Any], commit: dict[str, Any], key: str) -> None:
+        """The pass's new token into ``commit`` under ``key``; the summary's pass label."""
         if outcome.get("token"):
-            commit["parent_sync_token"] = outcome["token"]
+            commit[key] = outcome["token"]
         self.stats["passes"] = "full" if outcome.get("full") else "incremental"
 
     def _tombstones(self, gone: set[str]) -> Iterator[dict[str, Any]]:
