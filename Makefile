@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 export MELTANO_HUB_URL := http://127.0.0.1:9
 
-.PHONY: test test-fast demo bench lint docs install clean
+.PHONY: test test-fast test-quick demo bench lint docs install clean
 
 $(STAMP): pyproject.toml meltano.yml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,10 @@ install: $(STAMP)
 test: $(STAMP)  ## the whole suite, end-to-end and reliability tests included
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)  ## everything but the slow end-to-end tests
+test-fast: $(STAMP)  ## unit tests, docs and SDK-contract checks: no server, under a minute
+	$(BIN)/python -m pytest -q tests/test_units.py tests/test_docs.py tests/test_sdk_contract.py
+
+test-quick: $(STAMP)  ## everything but the slow end-to-end and reliability tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: $(STAMP)  ## emulator -> meltano run (full) -> changes -> meltano run (incremental)
@@ -32,7 +35,7 @@ bench: $(STAMP)  ## benchmarks; report in bench/results/
 	$(BIN)/python bench/run.py
 
 docs: $(STAMP)  ## regenerate the README tables from the code
-	$(BIN)/python scripts/readme_tables.py --write
+	$(BIN)/python scripts/generate_docs.py --write
 
 lint: $(STAMP)
 	$(BIN)/ruff check tap_ashby tests scripts bench

@@ -1,214 +1,208 @@
-"""The HTTP side of every stream: POST RPC calls, Basic auth, error classes, retries, budget.
+"""The HTTP side: one ``AshbyClient`` per run, shared by every stream and worker thread.
 
-A request is described by its stream context: ``{"path": "candidate.list", "body": {...}}``
-(plus ``sync_token`` for incremental passes), so one stream can call its own endpoint, its
-parent's list, or one child call per parent, through the same SDK request machinery.
+Every Ashby call is ``POST /<object>.<verb>`` with a JSON body and HTTP Basic auth (the key
+is the username). The client pins ``Ashby-Version``, spends the run's request budget,
+classifies answers (errors.py) and retries what is retriable, honouring Retry-After.
+
+Why not singer-sdk's ``RESTStream.request_records``: it derives each request from the stream
+context, while one Ashby stream calls its own list, its parent's list and one child call
+per parent. A small client on ``requests`` keeps contexts partition-shaped (issue 16) and
+lets prefetch workers call Ashby without a stream object.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+import re
 import threading
-from collections.abc import Callable, Iterable
-from functools import cached_property
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import msgspec
 import requests
-from singer_sdk import RESTStream
-from singer_sdk.authenticators import BasicAuthenticator
 from singer_sdk.exceptions import RetriableAPIError
-from singer_sdk.helpers.types import Context
 
-from .errors import classify
-from .pagination import AshbyPaginator, body_of
+from . import __version__
+from .errors import PartnerRateLimited, classify
 from .throttle import RequestBudget
 
 _DECODE = msgspec.json.Decoder()
+_ENCODE = msgspec.json.Encoder()
+MAX_BACKOFF_SECONDS = 60.0
+MAX_RETRY_AFTER_SECONDS = 3600.0  # a larger Retry-After is taken as an hour
+DELTA_SECONDS = re.compile(r"\d+(\.\d+)?")
+PARTNER_BACKOFF_FACTOR = 4  # a partner-wide 429 is shared by every customer: wait longer
+TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError)
+WARN_VERSION_STATUSES = frozenset({"deprecated", "unsupported"})
 
 
-def retry_after_seconds(exc: BaseException) -> float | None:
-    """Seconds from a Retry-After header on the answer behind ``exc``, if any."""
-    response = getattr(exc, "response", None)
+@dataclass(frozen=True)
+class Call:
+    """One Ashby request, apart from paging: endpoint path, body, and how it pages."""
+
+    path: str
+    body: Mapping[str, Any] = field(default_factory=dict)
+    paginated: bool = True
+    permission: str = "the required"
+
+
+@dataclass
+class Page:
+    """One answer of a list: its rows, and on the last page the pass's new syncToken."""
+
+    records: list[dict[str, Any]]
+    last: bool
+    sync_token: str | None = None
+
+
+def retry_after_seconds(response: requests.Response | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), if any."""
     header = response.headers.get("Retry-After") if response is not None else None
+    if header is None:
+        return None
+    header = header.strip()
+    if DELTA_SECONDS.fullmatch(header):  # digits (RFC 9110; decimals tolerated): no inf/nan
+        return min(float(header), MAX_RETRY_AFTER_SECONDS)
     try:
-        return max(0.0, float(header)) if header is not None else None
-    except ValueError:
+        moment = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
         return None
+    return min(max(0.0, moment.timestamp() - time.time()), MAX_RETRY_AFTER_SECONDS)
 
 
-class AshbyStream(RESTStream[str | None]):
-    """Base stream: talks to one Ashby RPC endpoint per request context."""
-
-    http_method = "POST"
-    _LOG_REQUEST_METRICS = False  # per-request metric lines drown the progress log
-
-    @property
-    def url_base(self) -> str:
-        return str(self.config["base_url"]).rstrip("/")
-
-    @cached_property
-    def authenticator(self) -> BasicAuthenticator:
-        # The key is the username, the password is empty (Ashby's docs).
-        return BasicAuthenticator(username=self.config["api_key"], password="")
-
-    @property
-    def http_headers(self) -> dict[str, str]:
-        return {"Accept": "application/json", "Content-Type": "application/json",
-                "User-Agent": self.user_agent}
-
-    @property
-    def timeout(self) -> int:
-        return int(self.config.get("request_timeout", 60))
-
-    @property
-    def requests_session(self) -> requests.Session:
-        # One session per thread: fan-out workers must not share a connection pool.
-        local = self._thread_local
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-            local.session.trust_env = not self.config.get("ignore_proxy_env")
-        return local.session
-
-    @cached_property
-    def _thread_local(self) -> threading.local:
-        return threading.local()
-
-    @property
-    def budget(self) -> RequestBudget:
-        return self._tap.budget  # type: ignore[attr-defined, no-any-return]
-
-    # request ------------------------------------------------------------------------------
-    def get_url(self, context: Context | None) -> str:
-        return f"{self.url_base}/{(context or {})['path']}"
-
-    def prepare_request_payload(self, context: Context | None,
-                                next_page_token: str | None) -> dict[str, Any]:
-        ctx = context or {}
-        body = dict(ctx.get("body") or {})
-        if ctx.get("paginated", True):
-            body["limit"] = int(self.config.get("page_size", 100))
-        if next_page_token:
-            body["cursor"] = next_page_token
-        # UNCONFIRMED whether follow-up pages must repeat the token; sending it on every page
-        # keeps the filter set identical, which is what the docs' wording suggests.
-        if ctx.get("sync_token"):
-            body["syncToken"] = ctx["sync_token"]
-        return body
-
-    def get_new_paginator(self) -> AshbyPaginator:
-        # request_records() asks for its paginator on its first step; paged_records() hands
-        # it one it keeps, to read the pass's syncToken afterwards.
-        paginator = getattr(self._thread_local, "next_paginator", None) or AshbyPaginator()
-        self._thread_local.next_paginator = None
-        return paginator
-
-    def paged_records(self, context: Context, paginator: AshbyPaginator,
-                      ) -> Iterable[dict[str, Any]]:
-        """``request_records`` driven by a paginator the caller keeps."""
-        self._thread_local.next_paginator = paginator
-        yield from self.request_records(context)
-
-    def get_http_request_counter(self) -> RequestTally:
-        """Count requests per stream for the run summary, without the SDK's per-call metric
-        line: a child stream makes one call per parent, and the call's context (parent ids,
-        sync token) does not belong in logs."""
-        return self.request_tally
-
-    @cached_property
-    def request_tally(self) -> RequestTally:
-        return RequestTally()
-
-    def validate_response(self, response: requests.Response) -> None:
-        """Parse the body once, then raise what its status and ``success`` deserve."""
-        body: Any = None
-        try:
-            body = _DECODE.decode(response.content) if response.content else None
-        except msgspec.DecodeError:
-            body = None
-        response.ashby_body = body  # type: ignore[attr-defined]
-        path = response.request.path_url.lstrip("/") if response.request else self.path
-        error = classify(path, response.status_code, body, self.permission)
-        if isinstance(error, RetriableAPIError):
-            error.response = response
-        if error is not None:
-            raise error
-
-    def parse_response(self, response: requests.Response) -> Iterable[dict]:
-        results = body_of(response).get("results")
-        if isinstance(results, list):
-            return results
-        return [] if results is None else [results]
-
-    def request_decorator(self, func: Callable) -> Callable:
-        budget = self.budget
-
-        def within_budget(*args: Any, **kwargs: Any) -> requests.Response:
-            with budget.slot():
-                return func(*args, **kwargs)
-
-        return super().request_decorator(within_budget)
-
-    # retries ------------------------------------------------------------------------------
-    def backoff_max_tries(self) -> int:
-        return int(self.config.get("max_retries", 8)) + 1
-
-    def backoff_wait_generator(self) -> Any:
-        """Retry-After when Ashby gives one (pausing every worker), else capped exponential."""
-        base = int(self.config.get("retry_base_delay_ms", 1000)) / 1000
-        attempt = 0
-        exc = yield  # type: ignore[misc]
-        while True:
-            attempt += 1
-            told = retry_after_seconds(exc)
-            if told is not None:
-                self.budget.pause(told)
-                wait = told
-            else:
-                wait = min(60.0, base * 2 ** (attempt - 1))
-            exc = yield wait
-
-    def backoff_jitter(self, value: float) -> float:
-        return value * random.uniform(1.0, 1.25)  # never shorter than Retry-After
-
-    def backoff_handler(self, details: Any) -> None:
-        exc = details.get("exception")
-        self.logger.warning("retry %d in %.2fs: %s", details.get("tries", 0),
-                            details.get("wait", 0.0), _describe(exc))
-
-    def response_error_message(self, response: requests.Response) -> str:
-        # Never echo bodies (candidate data) or headers into logs.
-        return f"HTTP {response.status_code} from {response.request.path_url}"
-
-    @property
-    def permission(self) -> str:
-        return "the required"
+def backoff_seconds(attempt: int, base: float, told: float | None, partner: bool) -> float:
+    """Wait before retry ``attempt`` (1-based): Retry-After if given, else capped doubling."""
+    wait = told if told is not None else min(MAX_BACKOFF_SECONDS, base * 2 ** (attempt - 1))
+    if partner:
+        wait = max(wait, base) * PARTNER_BACKOFF_FACTOR
+    return wait * random.uniform(1.0, 1.25)  # never shorter than Retry-After
 
 
-class RequestTally:
-    """A thread-safe request counter with the SDK counter's context-manager interface."""
+class AshbyClient:
+    """Thread-safe Ashby API client: one ``requests`` session per thread."""
 
-    def __init__(self) -> None:
-        self.value = 0
+    def __init__(self, config: Mapping[str, Any], budget: RequestBudget,
+                 logger: logging.Logger) -> None:
+        self.base_url = str(config["base_url"]).rstrip("/")
+        self.api_version = str(config["api_version"])
+        self.timeout = float(config["request_timeout"])
+        self.max_retries = int(config["max_retries"])
+        self.base_delay = int(config["retry_base_delay_ms"]) / 1000
+        self.page_size = int(config["page_size"])
+        self.budget = budget
+        self.logger = logger
+        self._auth = (str(config["api_key"]), "")
+        self._local = threading.local()
         self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()  # per owner (stream name)
+        self._warned: set[str] = set()
 
-    def __enter__(self) -> RequestTally:
-        return self
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.auth = self._auth
+            session.headers.update({
+                "Accept": "application/json", "Content-Type": "application/json",
+                "User-Agent": f"tap-ashby/{__version__}", "Ashby-Version": self.api_version})
+            self._local.session = session
+        return session
 
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def with_context(self, context: Any) -> RequestTally:
-        return self
-
-    def increment(self, value: int = 1) -> None:
+    def warn_once(self, key: str, message: str, *args: Any) -> None:
         with self._lock:
-            self.value += value
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        self.logger.warning(message, *args)
+
+    # one request -------------------------------------------------------------------------
+    def post(self, call: Call, body: Mapping[str, Any], owner: str) -> dict[str, Any]:
+        """One call, retried while retriable; the parsed ``success: true`` body."""
+        attempt = 0
+        while True:
+            try:
+                return self._post_once(call, body, owner)
+            except (RetriableAPIError, *TRANSPORT_ERRORS) as err:
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise
+                response = getattr(err, "response", None)
+                told = retry_after_seconds(response)
+                partner = isinstance(err, PartnerRateLimited)
+                if partner:
+                    self.warn_once("partner", "Ashby is throttling the integration's combined "
+                                   "traffic (X-RateLimit-Scope: integration-partner); "
+                                   "backing off longer")
+                wait = backoff_seconds(attempt, self.base_delay, told, partner)
+                if told is not None or partner:
+                    self.budget.pause(wait)  # every worker waits, not just this one
+                self.logger.warning("retry %d in %.2fs: %s", attempt, wait, _describe(err))
+                time.sleep(wait)
+
+    def _post_once(self, call: Call, body: Mapping[str, Any], owner: str) -> dict[str, Any]:
+        with self.budget.slot():
+            with self._lock:
+                self.requests[owner] += 1
+            response = self._session().post(f"{self.base_url}/{call.path}",
+                                            data=_ENCODE.encode(body), timeout=self.timeout)
+        self._check_version(response)
+        try:
+            parsed: Any = _DECODE.decode(response.content) if response.content else None
+        except msgspec.DecodeError:
+            parsed = None
+        error = classify(call.path, response.status_code, parsed, call.permission,
+                         response.headers, self.api_version)
+        if error is not None:
+            if isinstance(error, RetriableAPIError):
+                error.response = response
+            raise error
+        return parsed  # type: ignore[no-any-return]
+
+    def _check_version(self, response: requests.Response) -> None:
+        status = (response.headers.get("Ashby-Version-Status") or "").lower()
+        if status in WARN_VERSION_STATUSES:
+            version = response.headers.get("Ashby-Version") or self.api_version
+            self.warn_once(f"version:{status}", "Ashby API version %s is %s: plan a move "
+                           "to a newer api_version (see the README)", version, status)
+
+    # a list ------------------------------------------------------------------------------
+    def pages(self, call: Call, sync_token: str | None, owner: str) -> Iterator[Page]:
+        """Every page of one pass; ``limit``/``syncToken`` only where they apply.
+
+        Follows ``nextCursor`` whenever ``moreDataAvailable`` comes with one, even on lists
+        documented as unpaginated (an answer that offers a cursor accepts it back); the last
+        page carries the pass's new syncToken.
+        """
+        cursor: str | None = None
+        while True:
+            body = dict(call.body)
+            if cursor:
+                body["cursor"] = cursor
+            if call.paginated:
+                body["limit"] = self.page_size
+                # UNCONFIRMED whether follow-up pages must repeat the token; sending it on
+                # every page keeps the request identical apart from the cursor.
+                if sync_token:
+                    body["syncToken"] = sync_token
+            answer = self.post(call, body, owner)
+            results = answer.get("results")
+            rows = results if isinstance(results, list) else ([] if results is None
+                                                              else [results])
+            cursor = answer.get("nextCursor")
+            if answer.get("moreDataAvailable") and cursor:
+                yield Page(rows, last=False)
+                continue
+            yield Page(rows, last=True, sync_token=answer.get("syncToken") or None)
+            return
 
 
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    if isinstance(exc, requests.RequestException):
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, requests.RequestException) and not isinstance(exc, RetriableAPIError):
         return f"{type(exc).__name__} talking to Ashby"
-    return str(exc).splitlines()[0][:300]
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

@@ -12,6 +12,22 @@ from typing import Any
 ARCHIVED = {"includeArchived": True}
 
 
+def values_at(record: dict[str, Any], dotted: str) -> list[Any]:
+    """Values at a dotted path; ``a[].b`` walks every item of list ``a``."""
+    current: list[Any] = [record]
+    for part in dotted.split("."):
+        nxt: list[Any] = []
+        for item in current:
+            if not isinstance(item, dict):
+                continue
+            if part.endswith("[]"):
+                nxt.extend(item.get(part[:-2]) or [])
+            else:
+                nxt.append(item.get(part))
+        current = nxt
+    return [v for v in current if v not in (None, "")]
+
+
 @dataclass(frozen=True)
 class Parent:
     """How a child stream finds its parent ids: which stream, which field, which body param."""
@@ -33,13 +49,15 @@ class Endpoint:
     paginated: bool = True
     sync_token: bool = False
     created_after: bool = False  # honours start_date as createdAfter
-    single: bool = False  # ``results`` is one object (``*.info``), not a list
+    dedupe: bool = False  # the same row can come from several parents (job boards)
     body: dict[str, Any] = field(default_factory=dict)  # fixed request parameters
     parent: Parent | None = None
     partition_param: str | None = None  # one pass (and bookmark) per value
     partition_values: tuple[str, ...] = ()
     selected_by_default: bool = True
     note: str = ""
+    reconcile: bool = True  # keep a ledger of delivered keys to find deleted rows
+    window: str | None = None  # date-window list (auditLog.list): the window's start param
 
     @property
     def incremental(self) -> bool:
@@ -56,8 +74,9 @@ def _c(stream: str, path: str, permission: str, param: str, **kw: Any) -> Endpoi
                     parent=Parent(parent_stream, param, parent_field, inject), **kw)
 
 
-CAND, JOBS, INTV, META, ORG = ("candidatesRead", "jobsRead", "interviewsRead",
-                               "hiringProcessMetadataRead", "organizationRead")
+CAND, JOBS, INTV, META, ORG, SOURCING = (
+    "candidatesRead", "jobsRead", "interviewsRead", "hiringProcessMetadataRead",
+    "organizationRead", "sourcingRead")
 
 ROWS: list[Endpoint] = [
     # -- top-level lists with syncToken --------------------------------------------------
@@ -93,13 +112,26 @@ ROWS: list[Endpoint] = [
     Endpoint("approvals", "approval.list", "approvalsRead", sync_token=True),
     Endpoint("survey_submissions", "surveySubmission.list", CAND, sync_token=True,
              created_after=True, partition_param="surveyType",
-             partition_values=("CandidateExperience", "Questionnaire")),
+             partition_values=("CandidateExperience", "Questionnaire",
+                               "HiringManagerExperience")),
     Endpoint("survey_requests", "surveyRequest.list", CAND, sync_token=True, created_after=True,
              partition_param="surveyType", partition_values=("CandidateExperience",)),
+    Endpoint("sequences", "sequence.list", SOURCING, sync_token=True),
+    Endpoint("sequence_templates", "sequenceTemplate.list", SOURCING, sync_token=True,
+             body=ARCHIVED),
+    Endpoint("take_home_assignments", "takeHomeAssignment.list", INTV, sync_token=True),
     # -- top-level lists, full table every run ---------------------------------------------
     Endpoint("brands", "brand.list", ORG),
-    Endpoint("job_postings", "jobPosting.list", JOBS, paginated=False),
     Endpoint("job_boards", "jobBoard.list", JOBS, paginated=False),
+    # Without jobBoardId only the primary external board answers: one call per board.
+    _c("job_postings", "jobPosting.list", JOBS, "jobBoardId",
+       parent=("job_boards", "id", None), paginated=False, dedupe=True),
+    # No request body at all (2026 OpenAPI): every stage group of the organization.
+    Endpoint("interview_stage_groups", "interviewStageGroup.list", INTV, paginated=False),
+    # Which permission version.list needs is not documented (UNCONFIRMED): a missing one
+    # only skips the stream.
+    Endpoint("api_versions", "version.list", ORG, primary_keys=("version",),
+             paginated=False),
     Endpoint("hiring_team_roles", "hiringTeamRole.list", ORG, paginated=False,
              body={"namesOnly": False}),
     Endpoint("application_hiring_team_roles", "applicationHiringTeamRole.list", CAND,
@@ -111,13 +143,10 @@ ROWS: list[Endpoint] = [
     Endpoint("close_reasons", "closeReason.list", META, paginated=False, body=ARCHIVED),
     Endpoint("communication_templates", "communicationTemplate.list", META, paginated=False),
     Endpoint("api_key_info", "apiKey.info", "apiKeysRead", primary_keys=("title",),
-             paginated=False, single=True),
+             paginated=False),
     # -- child streams: one call per parent record ------------------------------------------
     _c("interview_stages", "interviewStage.list", INTV, "interviewPlanId",
        parent=("interview_plans", "id", None), paginated=False),
-    # UNCONFIRMED whether the API filters by interviewPlanId; rows are keyed on id alone.
-    _c("interview_stage_groups", "interviewStageGroup.list", INTV, "interviewPlanId",
-       parent=("interview_plans", "id", "interviewPlanId"), paginated=False),
     _c("interview_events", "interviewEvent.list", INTV, "interviewScheduleId",
        parent=("interview_schedules", "id", None), selected_by_default=False,
        note="interview_schedules already embeds interviewEvents[]"),
@@ -141,27 +170,39 @@ ROWS: list[Endpoint] = [
        primary_keys=("applicationId", "id"), selected_by_default=False,
        note="needs the AI Application Review feature"),
     _c("job_interview_plans", "jobInterviewPlan.info", JOBS, "jobId",
-       parent=("jobs", "id", None), primary_keys=("jobId",), paginated=False, single=True),
+       parent=("jobs", "id", None), primary_keys=("jobId",), paginated=False),
     _c("job_posting_details", "jobPosting.info", JOBS, "jobPostingId",
-       parent=("job_postings", "id", None), paginated=False, single=True),
+       parent=("job_postings", "id", None), paginated=False),
     _c("interviewer_pool_members", "interviewerPool.info", META, "interviewerPoolId",
-       parent=("interviewer_pools", "id", None), paginated=False, single=True),
+       parent=("interviewer_pools", "id", None), paginated=False),
     _c("user_interviewer_settings", "user.interviewerSettings", ORG, "userId",
-       parent=("users", "id", None), paginated=False, single=True),
+       parent=("users", "id", None), paginated=False),
+    # Active or scheduled pauses only: the user's rows are replaced on each pass.
+    _c("user_interviewer_pauses", "user.listInterviewerPauses", ORG, "userId",
+       parent=("users", "id", "userId"), paginated=False),
     # -- optional: offered, not selected by default ------------------------------------------
     _c("notetaker_transcripts", "notetakerTranscript.info", "notetakerRead",
        "notetakerTranscriptId",
        parent=("interview_schedules", "interviewEvents[].notetakerTranscriptId", None),
-       paginated=False, single=True, selected_by_default=False,
+       paginated=False, selected_by_default=False,
        note="AI Notetaker add-on; transcript URLs expire after minutes"),
     _c("candidate_files", "file.info", CAND, "fileHandle",
        parent=("candidates", "fileHandles[].handle", "fileHandle"),
        primary_keys=("fileHandle",),
-       paginated=False, single=True, selected_by_default=False,
+       paginated=False, selected_by_default=False,
        note="signed URLs that expire; one call per file"),
     Endpoint("report_results", "report.synchronous", "reportsRead", primary_keys=("reportId",),
-             paginated=False, single=True, partition_param="reportId", selected_by_default=False,
+             paginated=False, partition_param="reportId", selected_by_default=False,
              note="saved reports named in report_ids; 15 requests/min per organisation"),
+    Endpoint("email_senders", "emailSender.list", SOURCING, primary_keys=("email",),
+             paginated=False, selected_by_default=False,
+             note="depends on the acting identity (X-On-Behalf-Of)"),
+    _c("interview_briefings", "interviewBriefing.info", INTV, "interviewEventId",
+       parent=("interview_schedules", "interviewEvents[].id", None), paginated=False,
+       selected_by_default=False, note="one call per interview event"),
+    Endpoint("audit_log_entries", "auditLog.list", "auditLogsRead", window="startDate",
+             reconcile=False, selected_by_default=False,
+             note="needs the Audit Logs feature; read from start_date (at most 18 months)"),
 ]
 
 ENDPOINTS: dict[str, Endpoint] = {row.stream: row for row in ROWS}

@@ -1,47 +1,46 @@
 """One generic stream class, driven by a row of the endpoint table.
 
 Three shapes share it:
-- a list (or single object) read in one pass per run, with the syncToken bookmark when the
-  endpoint has one (``{"sync_token": ...}`` in the stream's or partition's state);
-- a child stream (one call per parent record) that pages its parent's list itself, keeping
-  the *parent's* syncToken as its own bookmark, so incremental runs call it only for parents
-  that changed and its state never grows with the number of parents;
+- a list read in one pass per run, incremental through the syncToken bookmark
+  (``{"sync_token": ..., "token_since": ...}`` in the stream's or partition's state);
+- a child stream (one call per parent record). It reads its parent keys from the parent
+  stream's pass of this run when the parent is synced too (one pass per parent list), else
+  from its own pass of the parent list, and keeps that pass's token as ``parent_sync_token``;
 - partitioned passes (``surveyType`` values, report ids), each with its own bookmark.
 
-A new token is put into state only after every record of the pass was emitted.
+A new token (and ledger generation) enters state only after every record of the pass and
+every tombstone were emitted.
 """
 
 from __future__ import annotations
 
-import time
+import hashlib
+import json
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
-from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk import SchemaDirectory, Stream, StreamSchema
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
 
-from .client import AshbyStream
-from .endpoints import ENDPOINTS, Endpoint
-from .errors import (
-    AshbyError,
-    CursorExpired,
-    ParentGone,
-    PermissionMissing,
-    SyncTokenRejected,
-)
-from .ledger import Ledger, entry, tombstones
-from .pagination import AshbyPaginator
+from .client import TRANSPORT_ERRORS, Call
+from .deletes import LedgerRun
+from .endpoints import Endpoint, values_at
+from .errors import AshbyError, InvalidInput, ParentGone, PermissionMissing
+from .ledger import SortedSpill, encode_key, now_iso
+from .passes import PassOutcome, Rows, read_pass
 
-MAX_PASS_RESTARTS = 3
+if TYPE_CHECKING:
+    from .run import SyncRun
+
+AUDIT_LOG_MAX_DAYS = 540  # auditLog.list serves at most 18 months per request
 
 
 def schema_directory() -> Any:
@@ -55,43 +54,27 @@ def schema_directory() -> Any:
 SCHEMAS = SchemaDirectory(schema_directory())
 
 
-def values_at(record: dict[str, Any], dotted: str) -> list[Any]:
-    """Values at a dotted path; ``a[].b`` walks every item of list ``a``."""
-    current: list[Any] = [record]
-    for part in dotted.split("."):
-        nxt: list[Any] = []
-        for item in current:
-            if not isinstance(item, dict):
-                continue
-            if part.endswith("[]"):
-                nxt.extend(item.get(part[:-2]) or [])
-            else:
-                nxt.append(item.get(part))
-        current = nxt
-    return [v for v in current if v not in (None, "")]
-
-
-class EndpointStream(AshbyStream):
+class EndpointStream(Stream):
     """A Singer stream for one row of the endpoint table."""
 
-    # Records are parsed JSON already, so the SDK's conformance would only drop unknown
-    # top-level fields; post_process does that with one set comparison per record (the
-    # SDK's walk was the largest cost of the hot path: bench/README.md).
+    # Records are parsed JSON already; post_process drops unknown top-level fields with one
+    # set comparison (the SDK's conformance walk was the largest cost of the hot path).
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
     schema = StreamSchema(SCHEMAS)
 
     def __init__(self, tap: Any, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.name = endpoint.stream
-        super().__init__(tap, name=endpoint.stream, path=endpoint.path)
+        super().__init__(tap, name=endpoint.stream)
         self.primary_keys = list(endpoint.primary_keys)
         self.selected_by_default = endpoint.selected_by_default
         self.skipped_reason: str | None = None
-        self.stats = {"records": 0, "requests_before": 0, "passes": "full"}
+        self.stats: dict[str, Any] = {"records": 0, "deleted": 0, "passes": "full",
+                                      "reconciled": False, "seconds": 0.0,
+                                      "new_fields": set()}
 
     @property
-    def permission(self) -> str:
-        return self.endpoint.permission
+    def run(self) -> SyncRun:
+        return self._tap.run  # type: ignore[attr-defined, no-any-return]
 
     @property
     def emit_activate_version_messages(self) -> bool:
@@ -108,227 +91,233 @@ class EndpointStream(AshbyStream):
             return [{ep.partition_param: v} for v in ep.partition_values]
         return None
 
-    # request bodies -----------------------------------------------------------------------
-    def _list_body(self, ep: Endpoint, partition: Context | None) -> dict[str, Any]:
-        body = dict(ep.body)
-        if partition:
-            body.update(partition)
-        start = self.config.get("start_date")
-        if start and ep.created_after:
-            parsed = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-            body["createdAfter"] = int(parsed.timestamp() * 1000)
-        return body
+    @cached_property
+    def parent_stream(self) -> EndpointStream | None:
+        parent = self.endpoint.parent
+        return self._tap.streams[parent.stream] if parent else None  # type: ignore[return-value]
 
-    def _call(self, ep: Endpoint, body: dict[str, Any], sync_token: str | None = None,
-              ) -> Context:
-        return {"path": ep.path, "body": body, "paginated": ep.paginated,
-                "sync_token": sync_token}
+    @cached_property
+    def child_streams_selected(self) -> list[EndpointStream]:
+        """Selected streams that read their parent keys from this stream's pass."""
+        return [s for s in self._tap.streams.values()  # type: ignore[attr-defined]
+                if isinstance(s, EndpointStream) and s.selected
+                and s.endpoint.parent and s.endpoint.parent.stream == self.name]
 
-    # one pass over a list -----------------------------------------------------------------
-    def _pass(self, ep: Endpoint, body: dict[str, Any], token: str | None,
-              outcome: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every record of one pass; afterwards ``outcome`` holds the new token and whether
-        the pass was full. Nothing goes into state here: the caller commits.
-
-        Falls back to a full pass when the stored token is refused; restarts the pass when a
-        cursor expires (records of the aborted pass may come twice: at least once).
-        """
-        token = token if ep.sync_token else None
-        restarts = 0
-        while True:
-            paginator = AshbyPaginator()
-            try:
-                yield from self.paged_records(self._call(ep, body, token), paginator)
-                break
-            except SyncTokenRejected as err:
-                if token is None:
-                    raise
-                self.logger.warning("%s: %s: the stored syncToken cannot be used (%s); "
-                                    "doing a full pass", self.name, ep.path, err.code)
-                token = None
-            except CursorExpired as err:
-                restarts += 1
-                if restarts > MAX_PASS_RESTARTS:
-                    raise
-                self.logger.warning("%s: cursor expired mid-pass (%s); restarting the pass",
-                                    self.name, err.code)
-        outcome["token"] = paginator.sync_token if ep.sync_token else None
-        outcome["full"] = token is None
-
-    def _scan(self, ep: Endpoint, body: dict[str, Any], field: str) -> set[str]:
-        """Values of ``field`` across a full pass of ``ep``, emitting nothing (reconcile).
-
-        Several child streams share a parent: one scan per run serves them all.
-        """
-        cache = self._tap.scan_cache  # type: ignore[attr-defined]
-        key = (ep.path, repr(sorted(body.items())), field)
-        if key not in cache:
-            cache[key] = {str(v) for rec in self._pass(ep, body, None, {})
-                          for v in values_at(rec, field)}
-        return cache[key]
-
-    # deletes ------------------------------------------------------------------------------
     @property
     def ledgered(self) -> bool:
         """Whether this stream keeps a ledger to find deleted rows (see ledger.py)."""
         chosen = self.config.get("reconcile_streams")
-        return chosen is None or self.name in chosen
+        return self.endpoint.reconcile and (chosen is None or self.name in chosen)
 
-    def _reconcile_due(self, state: dict[str, Any], ledger: Ledger | None) -> bool:
-        if ledger is None or self.config.get("reconcile_now"):
-            return True
-        every = int(self.config.get("reconcile_every_n_runs", 7))
-        return every > 0 and int(state.get("runs_since_reconcile", 0)) + 1 >= every
+    # requests -----------------------------------------------------------------------------
+    def call(self, partition: Context | None = None, **params: Any) -> Call:
+        """The request of this stream's endpoint: fixed body, partition, filters, params."""
+        ep = self.endpoint
+        body = dict(ep.body)
+        body.update(partition or {})
+        body.update(params)
+        start = self.config.get("start_date")
+        if start and ep.created_after:
+            body["createdAfter"] = int(_parse_time(start).timestamp() * 1000)
+        if ep.window:
+            earliest = datetime.now(timezone.utc) - timedelta(days=AUDIT_LOG_MAX_DAYS)
+            begin = max(_parse_time(start), earliest) if start else earliest
+            body[ep.window] = begin.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return Call(ep.path, body, ep.paginated, ep.permission)
 
-    def _close_ledger(self, before: Ledger | None, after: Ledger, gone: set[str],
-                      reconciled: bool, state: dict[str, Any], commit: dict[str, Any],
-                      ) -> Iterator[dict[str, Any]]:
-        """Tombstones for ``gone`` (only when there was a ledger to compare with), then the
-        new ledger and reconcile counter into ``commit``."""
-        if before is not None:
-            yield from self._tombstones(gone)
-        commit["ledger"] = after.encode()
-        commit["runs_since_reconcile"] = 0 if reconciled else \
-            int(state.get("runs_since_reconcile", 0)) + 1
-        if reconciled:
-            self.stats["reconciled"] = True
+    def scope(self, partition: Context | None) -> str:
+        """Identity of what a ledger was built from: API root, endpoint, filters."""
+        raw = json.dumps([self.config["base_url"], self.name, self.call(partition).body,
+                          self.endpoint.parent.field if self.endpoint.parent else ""],
+                         sort_keys=True, default=str)
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def start_token(self, state: dict[str, Any]) -> tuple[str | None, Any]:
+        """The token this stream's pass starts from: its own, or the oldest of its selected
+        children's (one pass serves them all; the parent re-emits a few records)."""
+        if not self.endpoint.sync_token:
+            return None, None
+        marks = [(state.get("sync_token"), state.get("token_since"))]
+        marks += [(c.get_context_state(None).get("parent_sync_token"),
+                   c.get_context_state(None).get("token_since"))
+                  for c in self.child_streams_selected]
+        if any(token is None for token, _ in marks):
+            return None, None
+        return min(marks, key=lambda m: str(m[1] or ""))
+
+    def source_records(self, token: str | None, outcome: PassOutcome,
+                       partition: Context | None = None) -> Iterator[Rows]:
+        """This stream's rows without emitting them (for children and reconcile scans)."""
+        if self.parent_stream is None:
+            yield from read_pass(self.run.client, self.call(partition), token, self.name,
+                                 self.logger, outcome)
+            return
+        assert self.endpoint.parent is not None
+        keys = (v for rows in self.parent_stream.source_records(token, outcome)
+                for rec in rows for v in values_at(rec, self.endpoint.parent.field))
+        for _, children in self.fan_out(keys):
+            yield children
 
     # records ------------------------------------------------------------------------------
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        started = datetime.now(timezone.utc)
+        self.run.start([s for s in self._tap.streams.values()  # type: ignore[attr-defined]
+                        if isinstance(s, EndpointStream)], self)
         if self.endpoint.partition_param == "reportId" and not context:
             self.logger.info("report_results: no report_ids configured; nothing to read")
             return
-        state = self.get_context_state(context)
-        commit: dict[str, Any] = {}
         try:
-            if self.endpoint.parent is None:
-                yield from self._list_records(context, state, commit)
+            if self.parent_stream is None:
+                yield from self._list_records(context)
             else:
-                yield from self._child_records(state, commit)
+                yield from self._child_records()
         except PermissionMissing as err:
-            if self.config.get("on_missing_permission", "skip") == "fail":
+            if self.config["on_missing_permission"] == "fail":
                 raise
             self.skipped_reason = str(err)
             self.logger.warning("skipping stream %s: %s", self.name, err)
-            return
-        # Only now, with every record (and tombstone) of the run emitted, do the new token
-        # and ledger enter the state: a run that dies earlier keeps the old ones.
+        except InvalidInput as err:
+            part = self.endpoint.partition_param
+            if not (part and context and part != "reportId"):
+                raise
+            # A partition value Ashby no longer accepts (surveyType) is skipped, not fatal.
+            self.logger.warning("%s: Ashby refused %s=%s; skipping it (%s)", self.name, part,
+                                context[part], err)
+        finally:
+            self.stats["seconds"] += (datetime.now(timezone.utc) - started).total_seconds()
+
+    def _ledger(self, state: dict[str, Any], partition: Context | None) -> LedgerRun | None:
+        if not self.ledgered:
+            return None
+        return LedgerRun(self.run.ledgers, self.name, self.primary_keys, self.scope(partition),
+                         state, self.logger, int(self.config["reconcile_every_n_runs"]),
+                         bool(self.config["reconcile_now"]))
+
+    def _list_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
+        state = self.get_context_state(context)
+        pages, outcome, since = self.run.take_pass(self, context, state)
+        ledger = self._ledger(state, context)
+        spools = self.run.open_spools(self)
+        part = self.endpoint.partition_param
+        for rows in pages:
+            for rec in rows:
+                if part and context and rec.get(part) is None:  # reportId: not in the row
+                    rec[part] = context[part]
+                if ledger:
+                    ledger.add("", rec)
+                spools.add(rec)
+                yield rec
+        commit: dict[str, Any] = {}
+        if ledger:
+            current = None
+            if not outcome.full and ledger.due:
+                (pk,) = self.primary_keys  # ledgered lists are keyed on one field
+                current = (encode_key("") + key
+                           for key in self.run.scan(self, pk, context))
+            reconciled = outcome.full or current is not None
+            yield from ledger.close(replaced=None if reconciled else [], live=None,
+                                    current=current, reconciled=reconciled)
+            commit.update(ledger.commit)
+            self.stats["reconciled"] = ledger.reconciled
+        if outcome.token:
+            commit.update(sync_token=outcome.token, token_since=since)
+        self.stats["passes"] = "full" if outcome.full else "incremental"
+        self.run.publish_pass(self, outcome, since, spools)
         state.update(commit)
 
-    def _list_records(self, context: Context | None, state: dict[str, Any],
-                      commit: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        ep = self.endpoint
-        outcome: dict[str, Any] = {}
-        body = self._list_body(ep, context)
-        records = self._pass(ep, body, state.get("sync_token"), outcome)
-        part = ep.partition_param
-        if part and context:  # e.g. reportId: the row does not carry what it was asked for
-            records = ({**rec, part: rec.get(part) or context[part]} for rec in records)
-        if not self.ledgered:
-            yield from records
-        else:
-            ledger = Ledger.decode(state.get("ledger"))
-            due = self._reconcile_due(state, ledger)
-            seen: set[str] = set()
-            for rec in records:
-                seen.add(entry("", rec, self.primary_keys))
-                yield rec
-            if outcome["full"]:
-                current: set[str] | None = seen
-            elif due:
-                (pk,) = self.primary_keys  # ledgered lists are keyed on one field
-                current = {entry("", {pk: v}, [pk]) for v in self._scan(ep, body, pk)}
-            else:
-                current = None
-            new = ledger or Ledger()
-            if current is None:
-                for item in seen:
-                    new.add(item)
-                gone: set[str] = set()
-            else:
-                gone = (set(new.by_parent.get("", set())) | seen) - current
-                new.replace_parent("", current)
-            yield from self._close_ledger(ledger, new, gone, current is not None, state, commit)
-        self._commit_pass(outcome, commit, "sync_token")
-
-    def _child_records(self, state: dict[str, Any], commit: dict[str, Any],
-                       ) -> Iterator[dict[str, Any]]:
+    def _child_records(self) -> Iterator[dict[str, Any]]:
         """Children of every parent in the parent's pass (changed parents, when incremental).
 
-        The parent list is paged here, holding the parent's token in this stream's state
-        under ``parent_sync_token``; child calls run on a bounded pool and come back in
-        parent order. With a ledger, children that vanished from a changed parent, and the
-        children of parents that no longer exist (at a reconcile), get tombstones.
+        Every ``child_refresh_every_n_runs`` runs, the children of every parent are listed
+        again: Ashby may not list a parent whose children changed (UNCONFIRMED).
         """
-        ep = self.endpoint
-        assert ep.parent is not None
-        parent_ep = ENDPOINTS[ep.parent.stream]
-        outcome: dict[str, Any] = {}
-        parents = self._pass(parent_ep, self._list_body(parent_ep, None),
-                             state.get("parent_sync_token"), outcome)
-        keys = (v for rec in parents for v in values_at(rec, ep.parent.field))
-        ledger = Ledger.decode(state.get("ledger")) if self.ledgered else None
-        due = self.ledgered and self._reconcile_due(state, ledger)
-        new = ledger or Ledger()
-        gone: set[str] = set()
-        seen_parents: set[str] = set()
-        for key, children in self._fan_out(ep, keys):
-            items = set()
+        ep, parent = self.endpoint, self.parent_stream
+        assert ep.parent is not None and parent is not None
+        state = self.get_context_state(None)
+        ledger = self._ledger(state, None)
+        shared = self.run.shared_keys(self)
+        fanned = None
+        if shared is not None and self.uses_shared_pass(shared[1]):
+            keys, outcome, since = shared
+            fanned = self.run.take_children(self)
+        else:  # the parent is not synced this run (or a refresh is due): read it here
+            outcome, since = PassOutcome(), now_iso()
+            full = self._refresh_due(state) or (ledger is not None and ledger.due)
+            token = None if full else state.get("parent_sync_token")
+            keys = (v for rows in parent.source_records(token, outcome)
+                    for rec in rows for v in values_at(rec, ep.parent.field))
+        live = None
+        if ledger and ledger.due and shared is not None and not outcome.full:
+            live = self.run.scan(parent, ep.parent.field)
+        replaced = SortedSpill(self.run.workdir)
+        delivered: set[str] = set()
+        for key, children in fanned or self.fan_out(keys):
+            replaced.add(encode_key(str(key)))
             for child in children:
                 if ep.parent.inject and child.get(ep.parent.inject) is None:
                     child[ep.parent.inject] = key
-                items.add(entry(key, child, self.primary_keys))
+                if ep.dedupe:  # the same posting on two boards: deliver it once
+                    ident = str(child.get(self.primary_keys[0]))
+                    if ident in delivered:
+                        continue
+                    delivered.add(ident)
+                if ledger:
+                    ledger.add(key, child)
                 yield child
-            if self.ledgered:
-                seen_parents.add(str(key))
-                gone |= new.replace_parent(str(key), items)
-        if self.ledgered:
-            live = seen_parents if outcome["full"] else (
-                self._scan(parent_ep, self._list_body(parent_ep, None), ep.parent.field)
-                if due else None)
-            if live is not None:
-                gone |= new.drop_parents_except(live)
-            yield from self._close_ledger(ledger, new, gone, live is not None, state, commit)
-        self._commit_pass(outcome, commit, "parent_sync_token")
+        commit: dict[str, Any] = {}
+        if ledger:
+            reconciled = outcome.full or live is not None
+            yield from ledger.close(replaced=None if outcome.full else replaced, live=live,
+                                    reconciled=reconciled)
+            commit.update(ledger.commit)
+            self.stats["reconciled"] = ledger.reconciled
+        if outcome.token:
+            commit.update(parent_sync_token=outcome.token, token_since=since)
+        commit["runs_since_refresh"] = 0 if outcome.full else \
+            int(state.get("runs_since_refresh", 0)) + 1
+        self.stats["passes"] = "full" if outcome.full else "incremental"
+        state.update(commit)
 
-    def _commit_pass(self, outcome: dict[str, Any], commit: dict[str, Any], key: str) -> None:
-        """The pass's new token into ``commit`` under ``key``; the summary's pass label."""
-        if outcome.get("token"):
-            commit[key] = outcome["token"]
-        self.stats["passes"] = "full" if outcome.get("full") else "incremental"
-
-    def _tombstones(self, gone: set[str]) -> Iterator[dict[str, Any]]:
-        if gone:
-            self.logger.info("%s: %d rows no longer exist in Ashby; sending deletions",
-                             self.name, len(gone))
-        yield from tombstones(gone, list(self.primary_keys))
-
-    def _children_of(self, ep: Endpoint, key: Any) -> list[dict[str, Any]]:
+    # fan-out ------------------------------------------------------------------------------
+    def _children_of(self, key: Any) -> Rows:
+        ep = self.endpoint
         assert ep.parent is not None
+        call = self.call(**{ep.parent.param: key})
         try:
-            return list(self.request_records(self._call(ep, {**ep.body, ep.parent.param: key})))
+            return [rec for page in self.run.client.pages(call, None, self.name)
+                    for rec in page.records]
         except ParentGone:
             return []  # deleted between the parent list and this call: nothing to load
-        except PermissionMissing:
+        except (PermissionMissing, InvalidInput):
             raise
-        except (FatalAPIError, RetriableAPIError, requests.RequestException) as err:
+        except (FatalAPIError, RetriableAPIError, *TRANSPORT_ERRORS) as err:
             # No silent partial child tables: the run fails, naming the parent.
             detail = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise AshbyError(f"{self.name}: could not read the children of "
                              f"{ep.parent.param}={key}: {detail}") from err
 
-    def _fan_out(self, ep: Endpoint, keys: Iterator[Any],
-                 ) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
-        workers = max(1, int(self.config.get("max_concurrency", 4)))
+    def _refresh_due(self, state: dict[str, Any]) -> bool:
+        every = int(self.config["child_refresh_every_n_runs"])
+        return every > 0 and int(state.get("runs_since_refresh", 0)) + 1 >= every
+
+    def uses_shared_pass(self, outcome: PassOutcome) -> bool:
+        """Whether this child takes its parent keys from the parent's pass of this run (not
+        when a refresh of every parent's children is due and that pass was incremental)."""
+        return outcome.full or not self._refresh_due(self.get_context_state(None))
+
+    def fan_out(self, keys: Iterable[Any]) -> Iterator[tuple[Any, Rows]]:
+        """(key, children) in key order; calls run on a bounded pool."""
+        workers = int(self.config["max_concurrency"])
+        keys = iter(keys)
         if workers == 1:
             for key in keys:
-                yield key, self._children_of(ep, key)
+                yield key, self._children_of(key)
             return
         window: deque[tuple[Any, Future]] = deque()
-        with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.name}") as pool:
+        with ThreadPoolExecutor(workers, thread_name_prefix=self.name) as pool:
             try:
                 for key in keys:
-                    window.append((key, pool.submit(self._children_of, ep, key)))
+                    window.append((key, pool.submit(self._children_of, key)))
                     if len(window) >= workers * 4:
                         k, fut = window.popleft()
                         yield k, fut.result()
@@ -339,6 +328,7 @@ class EndpointStream(AshbyStream):
                 for _, fut in window:
                     fut.cancel()
 
+    # per record ---------------------------------------------------------------------------
     @cached_property
     def known_fields(self) -> frozenset[str]:
         return frozenset(self.schema["properties"])
@@ -346,16 +336,22 @@ class EndpointStream(AshbyStream):
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         self.stats["records"] += 1
         if not row.keys() <= self.known_fields:  # a field Ashby added since the schema
+            new = row.keys() - self.known_fields
+            if not new <= self.stats["new_fields"]:
+                self.stats["new_fields"] |= new
+                self.logger.warning("%s: Ashby sends field(s) %s that the schema does not "
+                                    "have; they are not loaded (see the README: new fields)",
+                                    self.name, ", ".join(sorted(new)))
             row = {k: v for k, v in row.items() if k in self.known_fields}
         if "_sdc_deleted_at" in row:
-            self.stats["deleted"] = self.stats.get("deleted", 0) + 1
+            self.stats["deleted"] += 1
         for key in self.primary_keys:
             if row.get(key) in (None, ""):
                 raise AshbyError(f"{self.name}: a record from /{self.endpoint.path} has no "
                                  f"'{key}' (its primary key); the run cannot be trusted")
         return row
 
-    def sync(self, context: Context | None = None) -> None:  # type: ignore[override]
-        started = time.monotonic()
-        super().sync(context)
-        self.stats["seconds"] = round(time.monotonic() - started, 3)
+
+def _parse_time(value: Any) -> datetime:
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

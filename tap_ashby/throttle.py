@@ -15,13 +15,11 @@ class RequestBudget:
     """Token bucket (``per_minute``; 0 = unlimited) plus a cap on requests in flight."""
 
     def __init__(self, per_minute: float = 0, max_in_flight: int = 1) -> None:
-        self.per_minute = per_minute
         self._interval = 60.0 / per_minute if per_minute else 0.0
         self._lock = threading.Lock()
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._slots = threading.BoundedSemaphore(max(1, max_in_flight))
-        self.waited = 0.0  # seconds spent waiting for the budget (reported in the summary)
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` from now (Retry-After)."""
@@ -43,7 +41,6 @@ class RequestBudget:
                 delay = self._reserve()
                 if delay <= 0:
                     break
-                self.waited += delay
                 time.sleep(delay)
                 with self._lock:  # a pause may have arrived while we slept
                     if time.monotonic() >= self._paused_until:

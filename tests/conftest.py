@@ -20,6 +20,19 @@ TAP = [sys.executable, "-m", "tap_ashby.tap"]
 SECRET_KEY = "ashby-secret-KEY-0123456789"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _ledgers_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Tap processes keep their ledgers in the default location, moved under pytest's
+    temporary directory (never the developer's ~/.local/share)."""
+    old = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = old
+
+
 @pytest.fixture
 def emulator() -> Any:
     """A small seeded org served over real HTTP; stopped after the test."""
@@ -111,3 +124,16 @@ def write_catalog(tmp_path: Path, config: dict[str, Any], select: set[str] | str
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(catalog))
     return path
+
+
+def stable_state(state: dict) -> dict:
+    """State without what differs between equal runs: ledger file names, token times."""
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()
+                    if k not in ("lineage", "gen", "token_since")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+    return strip(state)
+

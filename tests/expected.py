@@ -20,6 +20,11 @@ def expected_ids(emu: Emulator, stream: str) -> set[str]:
     org = emu.org
     if stream == "api_key_info":
         return {"tap-ashby emulator key"}
+    if stream == "api_versions":
+        return set(emu.api.settings.versions)
+    if stream == "email_senders":
+        senders = org.tables["email_senders"]
+        return {senders.get(i)["email"] for i in senders.live_indices()}
     if stream == "candidate_files":
         cands = org.tables["candidates"]
         return {h["handle"] for i in cands.live_indices()

@@ -8,6 +8,25 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
+def update_fields(obj: Any, changes: dict[str, Any]) -> None:
+    """Set dataclass fields from ``changes`` (strings coerced to the field's type, so
+    "false" / "3" from a query string work); unknown names raise ValueError."""
+    known = {f.name for f in fields(obj)}
+    unknown = set(changes) - known
+    if unknown:
+        raise ValueError(f"unknown settings: {sorted(unknown)}; known: {sorted(known)}")
+    for key, value in changes.items():
+        current = getattr(obj, key)
+        setattr(obj, key, as_bool(value) if isinstance(current, bool) else type(current)(value))
+
+
+def as_bool(value: Any) -> bool:
+    """A flag from JSON or text: "false", "0", "no", "off" are False."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
 @dataclass
 class Faults:
     """Per-run fault rates (fractions of API requests) and latencies.
@@ -17,6 +36,8 @@ class Faults:
     """
 
     rate_limit: float = 0.0  # 429 rate_limit_exceeded, with Retry-After
+    # 429 rate_limit_exceeded + X-RateLimit-Scope: integration-partner (15.2), with Retry-After
+    partner_rate_limit: float = 0.0
     retry_after: float = 1.0  # seconds sent in Retry-After (0 sends no header)
     server_error: float = 0.0  # 500/502/503
     drop: float = 0.0  # connection closed without an answer
@@ -33,12 +54,7 @@ class Faults:
 
     def update(self, **changes: Any) -> None:
         """Change some settings; unknown names raise ValueError."""
-        known = {f.name for f in fields(self)}
-        unknown = set(changes) - known
-        if unknown:
-            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
-        for key, value in changes.items():
-            setattr(self, key, type(getattr(self, key))(value))
+        update_fields(self, changes)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +64,7 @@ class FaultPicker:
     """Draws the fault for each request from the seeded generator."""
 
     KINDS = ("rate_limit", "server_error", "drop", "malformed", "truncated", "slow",
-             "cursor_expired", "unknown_error")
+             "cursor_expired", "unknown_error", "partner_rate_limit")
 
     def __init__(self, faults: Faults) -> None:
         self.faults = faults

@@ -10,9 +10,10 @@ is what sync tokens remember.
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import random
 import threading
-import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,15 @@ from .catalog import endpoints, objects
 from .generate import EPOCH, epoch_ms, iso, iso_ms, object_for
 
 PROTOTYPES = 8
+RECENT_SPAN_MS = 30 * 86_400_000  # ``recent`` tables: base rows spread over the last 30 days
+STAMPS = ("createdAt", "updatedAt", "timestamp")
+# Job boards: (title, isInternal). JobBoard has no "primary" field in the catalog: the primary
+# external board is the first row of jobBoard.list (title ends "(primary)").
+JOB_BOARDS = [("Careers page (primary)", False), ("Internal job board", True),
+              ("Agency job board", False)]
+POSTING_BOARDS = (0, 1, 0, 2)  # board of job posting i: POSTING_BOARDS[i % 4]
+M64, M58, M48 = (1 << 64) - 1, (1 << 58) - 1, (1 << 48) - 1
+SMALL_TABLE = 4_096  # tables up to this many base rows cache their ids
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,7 @@ class TableSpec:
     per_parent: int = 1
     owner: str | None = None  # top-level table whose rows belong to another (app -> candidate)
     same_id_as_parent: bool = False
+    recent: bool = False  # base rows stamped over the RECENT_SPAN_MS before the org's start
 
 
 def _at_least(k: int, div: int) -> Callable[[int], int]:
@@ -53,7 +64,7 @@ TABLES: list[TableSpec] = [
     TableSpec("jobs", "Job", _at_least(4, 40)),
     TableSpec("job_postings", "JobPosting", _at_least(4, 40), owner="jobs"),
     TableSpec("job_templates", "JobTemplate", _fixed(4)),
-    TableSpec("job_boards", "JobBoard", _fixed(2)),
+    TableSpec("job_boards", "JobBoard", _fixed(len(JOB_BOARDS))),
     TableSpec("openings", "Opening", _at_least(4, 40), owner="jobs"),
     TableSpec("offers", "Offer", _at_least(2, 10), owner="applications"),
     TableSpec("interviews", "Interview", _fixed(12)),
@@ -79,9 +90,15 @@ TABLES: list[TableSpec] = [
     TableSpec("approvals", "Approval", _at_least(2, 50)),
     TableSpec("survey_submissions", "SurveySubmission", _at_least(4, 10), owner="candidates"),
     TableSpec("survey_requests", "SurveyRequest", _at_least(4, 10), owner="candidates"),
+    TableSpec("interview_stage_groups", "InterviewStageGroup", _fixed(6)),  # org-wide (2026)
+    TableSpec("sequences", "Sequence", _at_least(4, 5), owner="candidates"),
+    TableSpec("sequence_templates", "SequenceTemplate", _fixed(6)),
+    TableSpec("take_home_assignments", "TakeHomeAssignment", _at_least(4, 10),
+              owner="applications"),
+    TableSpec("email_senders", "EmailSender", _fixed(4)),
+    TableSpec("audit_log_entries", "AuditLogEntry", _at_least(20, 10), recent=True),
+    TableSpec("webhooks", "WebhookSetting", _fixed(2)),  # webhook.info lookups only
     TableSpec("interview_stages", "InterviewStage", parent="interview_plans", per_parent=5),
-    TableSpec("interview_stage_groups", "InterviewStageGroup", parent="interview_plans",
-              per_parent=2),
     TableSpec("interview_events", "InterviewEvent", parent="interview_schedules", per_parent=2),
     TableSpec("candidate_notes", "Note", parent="candidates"),
     TableSpec("candidate_client_info", "ClientInfo", parent="candidates"),
@@ -97,6 +114,9 @@ TABLES: list[TableSpec] = [
               same_id_as_parent=True),
     TableSpec("notetaker_transcripts", "NotetakerTranscript", parent="interview_events",
               same_id_as_parent=True),
+    TableSpec("interview_briefings", "InterviewBriefing", parent="interview_events",
+              same_id_as_parent=True),
+    TableSpec("user_interviewer_pauses", "InterviewerPause", parent="users"),
 ]
 
 # Field name -> table its value points to (string ids, nested objects, arrays of ids).
@@ -113,6 +133,7 @@ ID_REFS = {
     "feedbackFormDefinitionId": "feedback_form_definitions",
     "interviewStageGroupId": "interview_stage_groups", "projectId": "projects",
     "interviewerPoolId": "interviewer_pools", "notetakerTranscriptId": "interview_events",
+    "sequenceTemplateId": "sequence_templates",
 }
 OBJ_REFS = {
     "candidate": "candidates", "job": "jobs", "creditedToUser": "users", "author": "users",
@@ -127,6 +148,8 @@ ARRAY_REFS = {
     "departmentIds": "departments", "tags": "candidate_tags", "customFields": "custom_fields",
 }
 LABEL_FIELDS = ("name", "title", "text")
+# Fields ``build`` rebuilds from the related rows (so not patched from the prototype first).
+REBUILT = {("candidates", "applicationIds"), ("interview_schedules", "interviewEvents")}
 ARCHIVE_FLAGS = ("isArchived",)
 
 
@@ -140,6 +163,51 @@ def _holds_refs(name: str, spec: dict[str, Any]) -> bool:
 
 def _tag(name: str) -> int:
     return zlib.crc32(name.encode()) & 0xFFFFFFFF
+
+
+class IdCodec:
+    """Random-looking UUIDv4 ids for row indexes, reversible without a table of ids.
+
+    64 bits are a keyed permutation of the index (murmur3's invertible finalizer with per-key
+    multipliers and offset); the other 58 free bits are a keyed check of those 64, so ``decode``
+    turns away ids of other tables and seeds. Version 4 and variant 10 are set as in uuid4.
+    """
+
+    def __init__(self, key: str) -> None:
+        digest = hashlib.blake2b(key.encode(), digest_size=40).digest()
+        words = [int.from_bytes(digest[i:i + 8], "big") for i in range(0, 40, 8)]
+        self.add, self.check_key = words[0], words[3]
+        self.m1, self.m2, self.m3 = words[1] | 1, words[2] | 1, words[4] | 1
+        self.inv1, self.inv2 = pow(self.m1, -1, 1 << 64), pow(self.m2, -1, 1 << 64)
+
+    def encode(self, index: int) -> str:
+        x = (index + self.add) & M64
+        x = ((x ^ (x >> 33)) * self.m1) & M64
+        x = ((x ^ (x >> 33)) * self.m2) & M64
+        x ^= x >> 33
+        c = (((x ^ self.check_key) * self.m3) >> 32) & M58
+        return "%08x-%04x-4%03x-%04x-%012x" % (  # noqa: UP031 (faster than an f-string)
+            x >> 32, (x >> 16) & 0xFFFF, (x >> 4) & 0xFFF, 0x8000 | (x & 0xF) << 10 | c >> 48,
+            c & M48)
+
+    def decode(self, text: str) -> int | None:
+        if len(text) != 36 or text[14] != "4" or text[19] not in "89ab" or \
+                text[8] + text[13] + text[18] + text[23] != "----":
+            return None
+        try:
+            u = int(text.replace("-", ""), 16)
+        except ValueError:
+            return None
+        x = (u >> 80) << 16 | ((u >> 64) & 0xFFF) << 4 | (u >> 58) & 0xF
+        if ((u >> 48) & 0x3FF) << 48 | u & M48 != \
+                (((x ^ self.check_key) * self.m3) >> 32) & M58:
+            return None
+        x ^= x >> 33
+        x = (x * self.inv2) & M64
+        x ^= x >> 33
+        x = (x * self.inv1) & M64
+        x ^= x >> 33
+        return (x - self.add) & M64
 
 
 class Table:
@@ -165,10 +233,14 @@ class Table:
         self.hidden = {n for n, s in self.fields.items()
                        if "NOT in API payload" in s.get("note", "")}
         self._protos: list[dict[str, Any]] | None = None
-        self._id_prefix = f"{self.tag:08x}-{self.org.seed & 0xFFFF:04x}-4000-0000-"
+        self.ids = IdCodec(f"{org.seed}:{spec.name}")
+        # Small tables are referenced by many rows: remember their ids (bounded by their size).
+        self._encode = functools.cache(self.ids.encode) if base_count <= SMALL_TABLE \
+            else self.ids.encode
         # Only fields that hold (or contain) references are rebuilt per row; the rest of a
         # prototype is shared between rows (rows are deep-copied before any change).
-        self.patch_fields = [n for n, f in self.fields.items() if _holds_refs(n, f)]
+        self.patch_fields = [n for n, f in self.fields.items()
+                             if _holds_refs(n, f) and (spec.name, n) not in REBUILT]
         # Fields a list endpoint filters on with a fixed set of values (surveyType): the rows
         # carry one of those values, so each partition of the list finds its rows.
         self.param_values: dict[str, list[str]] = {
@@ -179,26 +251,18 @@ class Table:
 
     # ids -----------------------------------------------------------------------------
     def id_of(self, index: int) -> str:
-        """Deterministic UUID: table tag, seed and index, reversible by ``index_of``."""
+        """Deterministic random-looking UUIDv4 of (seed, table, index); see ``IdCodec``."""
         if self.spec.same_id_as_parent:
             return self.org.tables[self.spec.parent].id_of(index)  # type: ignore[index]
-        if index < 1 << 48:  # the common case, formatted without building a UUID object
-            return f"{self._id_prefix}{index:012x}"
-        value = (self.tag << 96) | ((self.org.seed & 0xFFFF) << 80) | (0x4 << 76) | index
-        return str(uuid.UUID(int=value))
+        return self._encode(index)
 
     def index_of(self, record_id: Any) -> int | None:
         """Index of a live record with this id, else None."""
         if self.spec.same_id_as_parent:
             return self.org.tables[self.spec.parent].index_of(record_id)  # type: ignore[index]
-        try:
-            value = uuid.UUID(str(record_id)).int
-        except ValueError:
-            return None
-        if value >> 96 != self.tag or (value >> 80) & 0xFFFF != self.org.seed & 0xFFFF:
-            return None
-        index = value & ((1 << 76) - 1)
-        return index if index < self.count and index not in self.deleted else None
+        index = self.ids.decode(str(record_id))
+        return index if index is not None and index < self.count and \
+            index not in self.deleted else None
 
     # relations -------------------------------------------------------------------------
     def parent_index(self, index: int) -> int:
@@ -231,8 +295,12 @@ class Table:
         if table is None or table.base_count == 0:
             return None
         related = self.spec.parent or self.spec.owner
-        if target == related and k == 0:
-            return self.parent_index(index)
+        if related and k == 0:
+            if target == related:
+                return self.parent_index(index)
+            up = self.org.tables[related]
+            if target == (up.spec.parent or up.spec.owner):  # e.g. take-home -> app -> candidate
+                return up.parent_index(self.parent_index(index))
         return (index * 7 + _tag(salt) + k * 13) % table.base_count
 
     # records -----------------------------------------------------------------------------
@@ -246,6 +314,9 @@ class Table:
         return self._protos
 
     def created_at(self, index: int) -> str:
+        if self.spec.recent:
+            step = RECENT_SPAN_MS // max(1, self.base_count)
+            return iso_ms(self.org.start_ms - RECENT_SPAN_MS + (index + 1) * step)
         return iso(EPOCH + timedelta(seconds=37 * index + self.tag % 97))
 
     def build(self, index: int) -> dict[str, Any]:
@@ -255,7 +326,7 @@ class Table:
             rec.pop(name, None)
         if "id" in rec:
             rec["id"] = self.id_of(index)
-        for stamp in ("createdAt", "updatedAt"):
+        for stamp in STAMPS:
             if stamp in rec:
                 rec[stamp] = self.created_at(index)
         for label in LABEL_FIELDS:
@@ -281,6 +352,8 @@ class Table:
             rec["interviewEvents"] = [events.get(j) for j in events.children_of(index)]
         if self.name == "interview_events" and rec.get("notetakerTranscriptId"):
             rec["notetakerTranscriptId"] = rec["id"]
+        if self.name == "job_boards" and index < len(JOB_BOARDS):
+            rec["title"], rec["isInternal"] = JOB_BOARDS[index]
         return rec
 
     def _patch(self, name: str, value: Any, index: int) -> Any:
@@ -350,8 +423,11 @@ class Org:
         self.lock = threading.RLock()
         # Logical clock (ms): drives updatedAt of changes and token/cursor ages.
         self.clock_ms = epoch_ms(EPOCH) + 3 * 365 * 86_400_000
+        self.start_ms = self.clock_ms
         self.tables: dict[str, Table] = {}
-        self.touch_parent_on_child_change = True
+        # UNCONFIRMED whether a child change (a note) shows up in the parent's syncToken pass:
+        # False models the harder answer (the parent is left untouched).
+        self.child_changes_touch_parent = True
         self.cursor_epoch = 0  # bumped to expire every outstanding pagination cursor
         specs = {s.name: s for s in TABLES}
         for spec in TABLES:  # top-level first, then children sized by their parent
@@ -362,6 +438,10 @@ class Org:
                 parent_count = self.tables[spec.parent].base_count
                 self.tables[spec.name] = Table(self, spec, parent_count * spec.per_parent)
         assert set(specs) == set(self.tables)
+
+    def job_board_of(self, posting_index: int) -> int:
+        """Index of the job board a job posting is on (each posting is on exactly one)."""
+        return POSTING_BOARDS[posting_index % len(POSTING_BOARDS)]
 
     def table(self, name: str) -> Table:
         """A table by stream name; KeyError with the known names otherwise."""
@@ -386,10 +466,8 @@ class Org:
         out.upserted.append((table.name, table.id_of(index)))
 
     def _touch_parent(self, table: Table, index: int, out: ChangeSummary) -> None:
-        # UNCONFIRMED whether a new note/history row shows up in the parent's syncToken pass.
-        # The tap relies on it for cheap incremental children (and reconciles periodically);
-        # set touch_parent_on_child_change=False to model the harder answer.
-        if not (self.touch_parent_on_child_change and table.spec.parent):
+        """Bump the parent row of a changed child row (see ``child_changes_touch_parent``)."""
+        if not (self.child_changes_touch_parent and table.spec.parent):
             return
         parent = self.tables[table.spec.parent]
         p = table.parent_index(index)
@@ -456,7 +534,7 @@ class Org:
                 table.created_by_parent.setdefault(p, []).append(index)
             table.count += 1
             rec = table.build(index)
-            for stamp in ("createdAt", "updatedAt"):
+            for stamp in STAMPS:
                 if stamp in rec:
                     rec[stamp] = iso_ms(self.clock_ms + 1000)
             rec.update(fields or {})

@@ -13,11 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from .api import ALL_PERMISSIONS, Api, Settings
-from .faults import FaultPicker, Faults
+from .api import ALL_PERMISSIONS, Api, ApiError, Settings
+from .faults import FaultPicker, Faults, as_bool
 from .org import Org
 
 ADMIN_PREFIX = "/_emulator/"
+LIFECYCLE = ("pre-release", "active", "deprecated", "unsupported", "removed")
+ORG_SETTINGS = ("child_changes_touch_parent",)  # knobs of the Org, set like Settings fields
 
 
 class Stats:
@@ -70,6 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
     # keep-alive connection waits ~40 ms for the client's delayed ACK.
     disable_nagle_algorithm = True
     server: _Server
+    version_headers: dict[str, str] = {}  # Ashby-Version(-Status) of the current API request
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # quiet
@@ -80,12 +83,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
-        for key, value in (extra or {}).items():
+        for key, value in {**self.version_headers, **(extra or {})}.items():
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
 
     def do_GET(self) -> None:
+        self.version_headers = {}
         if self.path.startswith(ADMIN_PREFIX):
             self._admin("GET", b"")
         else:
@@ -94,10 +98,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        self.version_headers = {}
         if self.path.startswith(ADMIN_PREFIX):
             self._admin("POST", body)
             return
         emu = self.server.emulator
+        # 15.1: every API answer, errors included, names the version that processed it.
+        version, lifecycle = emu.api.version(self.headers.get("Ashby-Version"))
+        self.version_headers = {"Ashby-Version": version, "Ashby-Version-Status": lifecycle}
         endpoint = self.path.lstrip("/")
         inflight = emu.stats.enter()
         status = "dropped"
@@ -120,9 +128,13 @@ class _Handler(BaseHTTPRequestHandler):
         fault = emu.picker.pick(endpoint, has_cursor=b'"cursor"' in body)
         if fault:
             emu.stats.faults[fault] += 1
-        if fault == "rate_limit":
+        if fault in ("rate_limit", "partner_rate_limit"):
             headers = {"Retry-After": _seconds(faults.retry_after)} if faults.retry_after else {}
-            self._send(429, _error("rate_limit_exceeded", "Rate limit exceeded"), headers)
+            message = "Rate limit exceeded"
+            if fault == "partner_rate_limit":  # 15.2: the integration's traffic, all orgs
+                headers["X-RateLimit-Scope"] = "integration-partner"
+                message = "Rate limit exceeded for this integration partner across organizations"
+            self._send(429, _error("rate_limit_exceeded", message), headers)
             return "429"
         if fault == "server_error":
             code = random.Random(emu.api.request_seq).choice([500, 502, 503])
@@ -141,6 +153,11 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "cursor_expired":
             self._send(200, _error("next_cursor_expired", "The cursor expired"))
             return "200"
+        try:  # before auth: which check Ashby makes first is not documented
+            emu.api.check_version(self.headers.get("Ashby-Version"))
+        except ApiError as err:
+            self._send(err.status, emu.api.error_payload(err))
+            return str(err.status)
         status, payload = emu.api.call(endpoint, self.headers.get("Authorization"), body)
         raw = json.dumps(payload, separators=(",", ":")).encode()
         if fault == "malformed":
@@ -203,12 +220,6 @@ class Emulator:
         self._thread.start()
         return self
 
-    def serve_forever(self, host: str, port: int) -> None:
-        """Serve in the calling thread (the CLI)."""
-        self._server = _Server((host, port), _Handler)
-        self._server.emulator = self
-        self._server.serve_forever()
-
     def stop(self) -> None:
         if self._server:
             self._server.shutdown()
@@ -232,6 +243,23 @@ class Emulator:
         """Accept another API key with only some permissions."""
         self.api.keys[key] = frozenset(permissions)
 
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Change ``Settings`` fields and org knobs (``child_changes_touch_parent``); returns
+        all of them."""
+        for key in ORG_SETTINGS:
+            if key in changes:
+                setattr(self.org, key, as_bool(changes.pop(key)))
+        self.api.settings.update(**changes)
+        return {**self.api.settings.as_dict(),
+                **{key: getattr(self.org, key) for key in ORG_SETTINGS}}
+
+    def set_version(self, version: str, status: str) -> dict[str, str]:
+        """Add an API version or change its lifecycle status (``removed`` ones are refused)."""
+        if status not in LIFECYCLE:
+            raise ValueError(f"unknown version status {status!r}; known: {LIFECYCLE}")
+        self.api.settings.versions[version] = status
+        return dict(self.api.settings.versions)
+
     def expire_cursors(self) -> None:
         """Make every outstanding pagination cursor answer next_cursor_expired."""
         with self.org.lock:
@@ -248,6 +276,10 @@ class Emulator:
         if action == "faults":
             self.faults.update(**args)
             return self.faults.as_dict()
+        if action == "settings":
+            return self.configure(**args)
+        if action == "version":
+            return self.set_version(args["version"], args["status"])
         if action == "clock":
             org.advance_clock(float(args.get("advance_seconds", 0)))
             return org.clock_ms

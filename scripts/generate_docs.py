@@ -1,0 +1,160 @@
+"""Generate the docs that describe the code: README tables and meltano.yml's tap settings.
+
+``python scripts/generate_docs.py --write`` rewrites the generated blocks of README.md (between
+``<!-- name:start -->`` markers) and of meltano.yml (between ``# generated:name`` comments);
+without ``--write`` it prints the README. tests/test_docs.py fails when either is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tap_ashby.endpoints import ROWS  # noqa: E402
+from tap_ashby.tap import CONFIG_SCHEMA, TapAshby  # noqa: E402
+
+README = ROOT / "README.md"
+MELTANO = ROOT / "meltano.yml"
+MELTANO_INDENT = "    "
+
+
+def settings_table() -> str:
+    lines = ["| setting | required | default | description |", "|---|---|---|---|"]
+    required = set(CONFIG_SCHEMA.get("required", []))
+    for name, spec in CONFIG_SCHEMA["properties"].items():
+        default = spec.get("default")
+        shown = "" if default is None else f"`{default}`"
+        desc = spec.get("description", "")
+        if spec.get("enum"):
+            desc += " One of: " + ", ".join(f"`{v}`" for v in spec["enum"]) + "."
+        lines.append(f"| `{name}` | {'yes' if name in required else 'no'} | {shown} | {desc} |")
+    return "\n".join(lines)
+
+
+def streams_table() -> str:
+    lines = ["| stream | endpoint | primary key | parent | incremental | default | note |",
+             "|---|---|---|---|---|---|---|"]
+    for row in ROWS:
+        if row.parent:
+            parent = f"`{row.parent.stream}` (`{row.parent.param}`)"
+            inc = "changed parents" if row.incremental else "no"
+        else:
+            parent = ""
+            inc = "syncToken" if row.sync_token else "no"
+        if row.partition_param:
+            note = f"one pass per `{row.partition_param}`"
+            note += f" ({', '.join(row.partition_values)})" if row.partition_values else ""
+            note = note + "; " + row.note if row.note else note
+        else:
+            note = row.note
+        keys = ", ".join(f"`{k}`" for k in row.primary_keys)
+        default = "yes" if row.selected_by_default else "no"
+        lines.append(f"| `{row.stream}` | `{row.path}` | {keys} | {parent} | {inc} | "
+                     f"{default} | {note} |")
+    total = len(ROWS)
+    incremental = sum(1 for r in ROWS if r.incremental)
+    children = sum(1 for r in ROWS if r.parent)
+    lines.append("")
+    lines.append(f"{total} streams: {incremental} incremental, {children} child streams, "
+                 f"{sum(1 for r in ROWS if r.selected_by_default)} selected by default.")
+    return "\n".join(lines)
+
+
+BLOCKS = {"settings": settings_table, "streams": streams_table}
+
+
+def _kind(spec: dict) -> str:
+    types = spec.get("type", "string")
+    kind = next((t for t in ([types] if isinstance(types, str) else types) if t != "null"),
+                "string")
+    if spec.get("enum"):
+        return "options"
+    if kind == "string" and spec.get("format") == "date-time":
+        return "date_iso8601"
+    return {"number": "decimal"}.get(kind, kind)
+
+
+def meltano_settings() -> list[str]:
+    """The tap's settings as Meltano declares them: every ``--about`` setting (the tap's
+    own and the SDK's), same names, kinds, secrecy and descriptions."""
+    out = []
+    schema = copy.deepcopy(TapAshby.config_jsonschema)
+    TapAshby.append_builtin_config(schema)  # what --about shows: the SDK's settings too
+    for name, spec in schema["properties"].items():
+        description = " ".join(str(spec.get("description", "")).split())
+        out += [f"- name: {name}", f"  label: {spec.get('title') or name}",
+                "  description: >-"]
+        out += [f"    {line}" for line in _wrap(description, 88)]
+        out.append(f"  kind: {_kind(spec)}")
+        if spec.get("secret") or spec.get("writeOnly"):
+            out.append("  sensitive: true")
+        if spec.get("enum"):
+            out.append("  options:")
+            out += [f"  - label: {v}\n    value: {v}" for v in spec["enum"]]
+    return out
+
+
+def meltano_select() -> list[str]:
+    return [f"- {row.stream}.*" for row in ROWS if row.selected_by_default]
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, line] if line else ['""']
+
+
+MELTANO_BLOCKS = {"settings": meltano_settings, "select": meltano_select}
+
+
+def render_meltano(text: str) -> str:
+    for name, build in MELTANO_BLOCKS.items():
+        start, end = f"# generated:{name}:start", f"# generated:{name}:end"
+        pattern = re.compile(rf"^(\s*){re.escape(start)}\n.*?^\s*{re.escape(end)}$", re.S | re.M)
+        match = pattern.search(text)
+        if not match:
+            raise SystemExit(f"meltano.yml lacks the {start} / {end} markers")
+        indent = match.group(1)
+        body = "\n".join(indent + line for chunk in build() for line in chunk.split("\n"))
+        block = f"{indent}{start}\n{body}\n{indent}{end}"
+        text = text[:match.start()] + block + text[match.end():]
+    return text
+
+
+def render(text: str) -> str:
+    for name, build in BLOCKS.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md lacks the {start} / {end} markers")
+        block = f"{start}\n{build()}\n{end}"
+        text = pattern.sub(lambda _m, b=block: b, text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    fresh = render(README.read_text())
+    if args.write:
+        README.write_text(fresh)
+        MELTANO.write_text(render_meltano(MELTANO.read_text()))
+        print("README.md tables and meltano.yml settings regenerated")
+    else:
+        print(fresh)
+
+
+if __name__ == "__main__":
+    main()
