@@ -27,6 +27,7 @@ The scenario (per target, once per module): full run; then 3 candidates updated 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -111,6 +112,7 @@ class Scenario:
     second: Pass
     changes: Changes
     state_get: dict[str, Any] = field(default_factory=dict)
+    ledgers: list[Path] = field(default_factory=list)
 
 
 def _run_pass(pipeline: Pipeline, spy: RequestSpy, emu: Emulator, *options: str) -> Pass:
@@ -161,13 +163,16 @@ def scenario(request: pytest.FixtureRequest,
             warehouse = PostgresWarehouse(stack.enter_context(running_postgres()))
         emu = stack.enter_context(Emulator(candidates=CANDIDATES, seed=7, key=KEY))
         spy = RequestSpy(emu)
-        pipeline = Pipeline(emu, warehouse, workdir, STREAMS)
+        pipeline = Pipeline(emu, warehouse, workdir, STREAMS, ledger_in_project=True)
         first = _run_pass(pipeline, spy, emu)
         changes = _mutate(emu)
         # debug logging on the second run: the key must not leak even then
         second = _run_pass(pipeline, spy, emu, "--log-level=debug")
+        ledgers = pipeline.project_ledger_dirs()
         yield Scenario(pipeline, emu, warehouse, first, second, changes,
-                       pipeline.meltano_state())
+                       pipeline.meltano_state(), ledgers)
+        for path in ledgers:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # -- 0. configuration -----------------------------------------------------------------------
@@ -303,6 +308,16 @@ def test_incremental_run_sends_tokens_and_lists_only_changed_children(
 
 
 # -- 3. state and secrets -------------------------------------------------------------------
+def test_ledgers_live_in_the_meltano_project_and_state_stays_small(scenario: Scenario) -> None:
+    """Under Meltano the ledger files default to <project>/.meltano/tap-ashby/ledger; the
+    state only points at them."""
+    assert len(scenario.ledgers) == len(STREAMS)
+    for lineage in scenario.ledgers:
+        assert 1 <= len(list(lineage.glob("*.ledger"))) <= 2, lineage
+    assert len(json.dumps(scenario.second.state)) < 64 * 1024
+
+
+
 def test_state_holds_tokens_and_never_the_key(scenario: Scenario) -> None:
     """Meltano stores syncToken bookmarks; the key is in no state, log or file it wrote."""
     pipeline, first, second = scenario.pipeline, scenario.first, scenario.second

@@ -122,6 +122,9 @@ class Pipeline:
     workdir: Path
     streams: Iterable[str] | None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # False: the ledger goes to workdir/ledger; True: the tap's default under Meltano
+    # (<project>/.meltano/tap-ashby/ledger), removed again by ``remove_project_ledgers``
+    ledger_in_project: bool = False
     suffix: str = field(default_factory=lambda: f"e2e{uuid.uuid4().hex[:10]}")
     runs: list[MeltanoRun] = field(default_factory=list)
 
@@ -154,6 +157,8 @@ class Pipeline:
             "TAP_ASHBY_API_KEY": self.emu.key,
             "TAP_ASHBY_BASE_URL": self.emu.url,
             "TAP_ASHBY_REQUESTS_PER_MINUTE": "0",
+            **({} if self.ledger_in_project else
+               {"TAP_ASHBY_LEDGER_URI": str(self.workdir / "ledger")}),
             **self.warehouse.env(),
             **self.extra_env,
         })
@@ -191,6 +196,13 @@ class Pipeline:
         """The state as ``meltano state get <state id>`` reports it."""
         got = self.meltano("state", "get", self.state_id).check()
         return json.loads(got.stdout)
+
+    def project_ledger_dirs(self) -> list[Path]:
+        """This pipeline's ledger lineages in the project's default ledger location."""
+        bookmarks = self.stored_state()["completed"]["singer_state"]["bookmarks"]
+        root = ROOT / ".meltano" / "tap-ashby" / "ledger"
+        return [root / stream / mark["ledger"]["lineage"]
+                for stream, mark in bookmarks.items() if "ledger" in mark]
 
     def private_files(self) -> list[Path]:
         """Files Meltano wrote into the private ``.meltano`` (run dir, logs, system db)."""
