@@ -107,7 +107,9 @@ def _key_length(data: bytes, pos: int) -> int:
 def entry(parent: Any, record: dict[str, Any], keys: Iterable[str]) -> bytes:
     """The ledger entry of one delivered record under ``parent`` ("" for top-level rows)."""
     ptext = "" if parent is None else str(parent)
-    return encode_key(ptext) + b"".join(encode_key(record.get(k), ptext) for k in keys)
+    if not ptext:  # top-level rows: the hot path of a full sync
+        return EMPTY + b"".join([encode_key(record.get(k)) for k in keys])
+    return encode_key(ptext) + b"".join([encode_key(record.get(k), ptext) for k in keys])
 
 
 def split_entry(item: bytes) -> tuple[bytes, bytes]:
