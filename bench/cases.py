@@ -193,7 +193,8 @@ def full_sync(ctx: Ctx, emu: EmulatorProcess, stream: str, reps: int) -> dict[st
                 break
             speed = speed_index()
             row = _floor_run(ctx, emu, stream) if who == "floor" else _tap_run(ctx, emu, stream)
-            row.update(rep=rep, speed_before=speed, speed_after=speed_index())
+            row.update(rep=rep, speed_before=speed, speed_after=speed_index(),
+                       endpoint_requests=row["requests_by_endpoint"].get(STREAMS[stream][0]))
             runs[who].append(row)
             ctx.log(f"  {who:5} {stream} n={n:,} rep {rep + 1}/{reps}: "
                     f"{row.get('wall_s')} s wall, {row.get('records_per_s')} rec/s, "
@@ -205,7 +206,8 @@ def full_sync(ctx: Ctx, emu: EmulatorProcess, stream: str, reps: int) -> dict[st
     for who, rows in runs.items():
         out[who] = {key: _median(rows, key) for key in
                     ("wall_s", "sync_s", "records_per_s", "records_per_s_wall", "cpu_s",
-                     "cpu_us_per_record", "max_rss_mb", "requests", "records",
+                     "cpu_us_per_record", "max_rss_mb", "requests", "endpoint_requests",
+                     "records",
                      "emulator_cpu_util", "other_cpu_util")}
         out[who]["ok"] = bool(rows) and all(r["ok"] for r in rows)
         out[who]["records_ok"] = bool(rows) and all(r.get("records") == n for r in rows)
@@ -225,9 +227,13 @@ def full_sync(ctx: Ctx, emu: EmulatorProcess, stream: str, reps: int) -> dict[st
 
 
 # 3. incremental ----------------------------------------------------------------------------
-def _tap_with_states(ctx: Ctx, emu: EmulatorProcess, stream: str, state: dict | None,
-                     label: str) -> tuple[dict[str, Any], dict | None]:
-    """A tap run whose STATE lines are kept (stdout piped through grep into a file)."""
+def _tap_with_states(ctx: Ctx, emu: EmulatorProcess, stream: str | set[str],
+                     state: dict | None, label: str, settings: dict[str, Any] | None = None,
+                     ) -> tuple[dict[str, Any], dict | None]:
+    """A tap run whose STATE lines are kept (stdout piped through grep into a file).
+
+    The row gets ``state_lines``: how many STATE messages, the largest line and the total
+    bytes (newlines excluded)."""
     extra = []
     if state is not None:
         state_path = ctx.path("state", ".json")
@@ -244,10 +250,18 @@ def _tap_with_states(ctx: Ctx, emu: EmulatorProcess, stream: str, state: dict | 
             proc.stdout.close()
 
         row = _tap_run(ctx, emu, stream, extra=extra, stdout=subprocess.PIPE,
-                       on_start=start_grep, label=label)
+                       on_start=start_grep, label=label, settings=settings)
         for g in grep:
             g.wait(timeout=120)
+    row["state_lines"] = state_line_stats(states)
     return row, last_state(states)
+
+
+def state_line_stats(path: Path) -> dict[str, int]:
+    """STATE messages in a file of grepped Singer lines: count, largest and total bytes."""
+    sizes = [len(line.rstrip(b"\n")) for line in path.open("rb") if line.startswith(b"{")]
+    return {"count": len(sizes), "max_bytes": max(sizes, default=0),
+            "total_bytes": sum(sizes)}
 
 
 def incremental(ctx: Ctx, emu: EmulatorProcess, fractions: list[float],
@@ -307,6 +321,8 @@ def _meltano_env(url: str, mdir: Path, db_name: str = "bench.duckdb") -> dict[st
         # A private system database: the run never touches the project's .meltano/meltano.db.
         "MELTANO_DATABASE_URI": f"sqlite:///{mdir}/meltano.db",
         "TAP_ASHBY__SELECT": json.dumps(SELECT),
+        # the tap's ledger would otherwise go to the project's .meltano/tap-ashby/ledger
+        "TAP_ASHBY_LEDGER_URI": str(mdir / "ledger"),
     })
     return env
 
@@ -335,7 +351,12 @@ def _duckdb_counts(path: Path) -> dict[str, int] | str:
         return f"{type(err).__name__}: {err}"
 
 
-def meltano_run(ctx: Ctx, emu: EmulatorProcess) -> dict[str, Any]:
+def meltano_run(ctx: Ctx, emu: EmulatorProcess,
+                variants: list[dict[str, Any]] | None = None, reps: int = 1,
+                ) -> dict[str, Any]:
+    """Environment check, the sampled pipeline (current settings), then the target-duckdb
+    tuning variants interleaved with the current settings, then the tap and the target
+    alone."""
     n = emu.candidates
     mdir = ctx.tmp / "meltano"
     mdir.mkdir(exist_ok=True)
@@ -365,7 +386,33 @@ def meltano_run(ctx: Ctx, emu: EmulatorProcess) -> dict[str, Any]:
     }
     ctx.log(f"  meltano env check: {out['env_check']}")
 
-    # the pipeline, sampled: when each process lived and how much CPU it used
+    run = _pipeline(ctx, emu, mdir, "current", {})
+    out["run"] = run
+    ctx.log(f"  meltano run n={n:,}: {run['wall_s']:.1f} s, rc {run['rc']}, rows {run['rows']}")
+    if variants:
+        out["tuning"] = _tuning(ctx, emu, mdir, run, variants, reps)
+
+    # the tap alone, same selection, stdout to /dev/null
+    alone = _tap_run(ctx, emu, {"candidates", "applications"}, label="tap alone")  # type: ignore
+    out["tap_alone"] = alone
+    ctx.log(f"  tap alone (same selection): {alone.get('wall_s')} s")
+
+    # the target alone, fed the same Singer stream from a file, with meltano's own config
+    out["target_alone"] = _target_alone(ctx, emu, mdir)
+    return out
+
+
+def _pipeline(ctx: Ctx, emu: EmulatorProcess, mdir: Path, label: str,
+              extra_env: dict[str, str]) -> dict[str, Any]:
+    """One sampled ``meltano run tap-ashby target-duckdb``: a fresh DuckDB file, state
+    backend and ledger (so every run is a first, full load), the shared system database."""
+    n = emu.candidates
+    slot = mdir / f"run-{ctx.path(label, '').name}"
+    slot.mkdir(parents=True)
+    env = _meltano_env(emu.url, mdir)
+    env.update({"TARGET_DUCKDB_PATH": str(slot / "bench.duckdb"),
+                "MELTANO_STATE_BACKEND_URI": f"file://{slot}/state",
+                "TAP_ASHBY_LEDGER_URI": str(slot / "ledger"), **extra_env})
     origin = time.perf_counter()
     samplers: list[TreeSampler] = []
 
@@ -373,16 +420,19 @@ def meltano_run(ctx: Ctx, emu: EmulatorProcess) -> dict[str, Any]:
         samplers.append(TreeSampler(proc.pid, origin, _classify).start())
 
     emu.reset_stats()
+    busy0, emu0 = busy_cpu_seconds(), emu.cpu_seconds()
     with _devnull() as devnull:
         m = run_measured(_meltano("run", "tap-ashby", "target-duckdb"), stdout=devnull,
-                         stderr_path=ctx.path("meltano-run", ".log"), env=env,
+                         stderr_path=ctx.path(f"meltano-run-{label}", ".log"), env=env,
                          timeout=ctx.timeout(600 + n * 0.05), on_start=sample, rss=False)
     for s in samplers:
         s.stop()
+    busy, emu_cpu = busy_cpu_seconds() - busy0, emu.cpu_seconds() - emu0
     stats = emu.stats()
     phases = samplers[0].by_label() if samplers else {}
-    run: dict[str, Any] = {**m.as_dict(), "ok": m.ok, "requests": requests_made(stats),
-                           "processes": phases, "rows": _duckdb_counts(mdir / "bench.duckdb")}
+    run: dict[str, Any] = {"label": label, "env": extra_env, **m.as_dict(), "ok": m.ok,
+                           "requests": requests_made(stats), "processes": phases,
+                           "rows": _duckdb_counts(slot / "bench.duckdb")}
     if not m.ok:
         run["error"] = m.stderr_tail(10)
     tap, target = phases.get("tap"), phases.get("target")
@@ -396,18 +446,59 @@ def meltano_run(ctx: Ctx, emu: EmulatorProcess) -> dict[str, Any]:
             "tap_cpu_s": round(tap["cpu_s"], 2), "target_cpu_s": round(target["cpu_s"], 2),
             "meltano_cpu_s": round(phases.get("meltano", {}).get("cpu_s", 0.0), 2),
             "discovery_cpu_s": round(phases.get("tap discovery", {}).get("cpu_s", 0.0), 2),
+            "target_rss_mb": target.get("max_rss_mb"), "tap_rss_mb": tap.get("max_rss_mb"),
         }
-    out["run"] = run
-    ctx.log(f"  meltano run n={n:,}: {m.wall_s:.1f} s, rc {m.rc}, rows {run['rows']}")
+    if m.wall_s:
+        # CPU of everything but the pipeline's processes and the emulator, per second
+        pipeline_cpu = sum(p.get("cpu_s", 0.0) for p in phases.values())
+        run["other_cpu_util"] = round(max(0.0, busy - pipeline_cpu - emu_cpu) / m.wall_s, 2)
+    return run
 
-    # the tap alone, same selection, stdout to /dev/null
-    alone = _tap_run(ctx, emu, {"candidates", "applications"}, label="tap alone")  # type: ignore
-    out["tap_alone"] = alone
-    ctx.log(f"  tap alone (same selection): {alone.get('wall_s')} s")
 
-    # the target alone, fed the same Singer stream from a file, with meltano's own config
-    out["target_alone"] = _target_alone(ctx, emu, mdir)
-    return out
+def _tuning(ctx: Ctx, emu: EmulatorProcess, mdir: Path, first: dict[str, Any],
+            variants: list[dict[str, Any]], reps: int) -> dict[str, Any]:
+    """``meltano run`` with the current settings and with each variant (extra environment,
+    i.e. a setting declared in meltano.yml), interleaved ``reps`` times; the first run of
+    the current settings is the sampled pipeline run above."""
+    runs: dict[str, list[dict[str, Any]]] = {"current": [first]}
+    labels = ["current"] + [v["label"] for v in variants]
+    envs = {"current": {}, **{v["label"]: v["env"] for v in variants}}
+    for rep in range(reps):
+        for label in labels:
+            if rep == 0 and label == "current":
+                continue
+            if ctx.remaining() <= 0:
+                break
+            row = _pipeline(ctx, emu, mdir, label, envs[label])
+            row["rep"] = rep
+            runs.setdefault(label, []).append(row)
+            b = row.get("breakdown", {})
+            ctx.log(f"  meltano tuning {label} rep {rep + 1}/{reps}: {row['wall_s']:.1f} s, "
+                    f"target tail {b.get('target_only_after_tap_exit_s')} s, target rss "
+                    f"{b.get('target_rss_mb')} MB, rows {row['rows']}")
+    summary = []
+    for label in labels:
+        rows = [r for r in runs.get(label, []) if r.get("ok")]
+        if not rows:
+            summary.append({"label": label, "runs": 0})
+            continue
+
+        def med(key: str, rows: list[dict[str, Any]] = rows) -> float | None:
+            vals = [r["breakdown"][key] for r in rows if r.get("breakdown", {}).get(key)
+                    is not None]
+            return round(statistics.median(vals), 2) if vals else None
+
+        summary.append({
+            "label": label, "env": envs[label], "runs": len(rows),
+            "wall_s": round(statistics.median(r["wall_s"] for r in rows), 2),
+            "walls": [r["wall_s"] for r in rows],
+            "tap_running_s": med("tap_running_s"),
+            "target_tail_s": med("target_only_after_tap_exit_s"),
+            "target_cpu_s": med("target_cpu_s"), "target_rss_mb": med("target_rss_mb"),
+            "rows": rows[-1].get("rows"),
+            "other_cpu_util": statistics.median(r.get("other_cpu_util") or 0.0 for r in rows),
+        })
+    return {"reps": reps, "runs": runs, "summary": summary}
 
 
 def _target_alone(ctx: Ctx, emu: EmulatorProcess, mdir: Path) -> dict[str, Any]:
@@ -432,7 +523,8 @@ def _target_alone(ctx: Ctx, emu: EmulatorProcess, mdir: Path) -> dict[str, Any]:
                          stderr_path=ctx.path("target-alone", ".err"), env=env,
                          timeout=ctx.timeout(600))
     out = {**m.as_dict(), "ok": m.ok, "input_mb": round(singer.stat().st_size / 2**20, 1),
-           "rows": _duckdb_counts(mdir / "alone.duckdb")}
+           "rows": _duckdb_counts(mdir / "alone.duckdb"),
+           "config": {k: v for k, v in config.items() if k != "path"}}
     if not m.ok:
         out["error"] = m.stderr_tail()
     singer.unlink()
@@ -467,21 +559,26 @@ def fan_out(ctx: Ctx, apps: int, concurrencies: list[int], budgets: list[int],
 
 
 # profile ---------------------------------------------------------------------------------------
+PROFILE_STREAMS = ("candidates", "applications")
+
+
 def profile(ctx: Ctx, emu: EmulatorProcess, prof_path: Path) -> dict[str, Any]:
+    """The tap under cProfile in every thread, on CPU time (bench/profile_threads.py)."""
     n = emu.candidates
     cfg = write_config(ctx.path(f"config-{n}", ".json"), emu.url)
-    cat = write_catalog(ctx.path("catalog", ".json"), ctx.catalog, {"candidates"})
-    cmd = [sys.executable, "-m", "cProfile", "-o", str(prof_path), "-m", "tap_ashby.tap",
-           "--config", str(cfg), "--catalog", str(cat)]
+    cat = write_catalog(ctx.path("catalog", ".json"), ctx.catalog, set(PROFILE_STREAMS))
+    cmd = [sys.executable, str(BENCH / "profile_threads.py"), str(prof_path), "-m",
+           "tap_ashby.tap", "--config", str(cfg), "--catalog", str(cat)]
     err = ctx.path("profile", ".err")
     emu.reset_stats()
     with _devnull() as devnull:
         m = run_measured(cmd, stdout=devnull, stderr_path=err,
-                         timeout=ctx.timeout(_sync_timeout(n) * 3))
+                         timeout=ctx.timeout(_sync_timeout(n) * 8))
     summary = parse_summary(err.read_text(errors="replace"))
-    out = {"n": n, "stream": "candidates", **m.as_dict(), "ok": m.ok and prof_path.exists(),
-           "records": summary["records"], "requests": requests_made(emu.stats())}
+    out = {"n": n, "streams": list(PROFILE_STREAMS), **m.as_dict(),
+           "ok": m.ok and prof_path.exists(), "records": summary["records"],
+           "requests": requests_made(emu.stats())}
     if not m.ok:
         out["error"] = m.stderr_tail()
-    ctx.log(f"  profile n={n:,}: {m.wall_s:.1f} s under cProfile")
+    ctx.log(f"  profile n={n:,}: {m.wall_s:.1f} s under cProfile (all threads)")
     return out

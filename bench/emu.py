@@ -11,11 +11,12 @@ import selectors
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from procs import BENCH, REPO, cpu_seconds
+from procs import REPO, cpu_seconds
 
 KEY = "bench-key"
 
@@ -23,15 +24,11 @@ KEY = "bench-key"
 class EmulatorProcess:
     """``python -m tap_ashby.emulator.cli --port 0 --candidates N``, plus its admin API."""
 
-    nodelay = False  # run.py --nodelay: start it through bench/emulator_nodelay.py
-
     def __init__(self, candidates: int, log_path: Path, latency: float = 0.0,
                  seed: int = 1) -> None:
         self.candidates = candidates
         self.latency = latency
-        launcher = ([str(BENCH / "emulator_nodelay.py")] if self.nodelay
-                    else ["-m", "tap_ashby.emulator.cli"])
-        cmd = [sys.executable, *launcher, "--port", "0",
+        cmd = [sys.executable, "-m", "tap_ashby.emulator.cli", "--port", "0",
                "--candidates", str(candidates), "--seed", str(seed), "--key", KEY,
                "--latency", str(latency)]
         self._log = log_path.open("wb")
@@ -62,12 +59,8 @@ class EmulatorProcess:
 
     # admin --------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: Any = None) -> Any:
-        """One admin call on a fresh connection.
-
-        Not keep-alive: the emulator writes headers and body in two sends without
-        TCP_NODELAY, so a small answer on a reused connection waits ~40 ms for the client's
-        delayed ACK (Nagle); a new connection is acked at once (see bench/README.md).
-        """
+        """One admin call on a fresh connection (so that a Nagle/delayed-ACK stall of an
+        emulator that lost its TCP_NODELAY cannot slow the harness; see bench/README.md)."""
         payload = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if payload is not None else {}
         data: dict[str, Any] = {}
@@ -99,6 +92,11 @@ class EmulatorProcess:
         self._request("POST", "/_emulator/mutate",
                       {"op": "update", "stream": stream, "id": record_id})
 
+    def delete(self, stream: str, record_id: str) -> dict[str, Any]:
+        """Hard-delete a record (and, in the emulator, its child rows)."""
+        return self._request("POST", "/_emulator/mutate",  # type: ignore[no-any-return]
+                             {"op": "delete", "stream": stream, "id": record_id})
+
     def probe(self, count: int = 20) -> dict[str, float]:
         """ms per small API answer (candidate.list, limit 1): keep-alive vs a new connection."""
         headers = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode(),
@@ -128,6 +126,27 @@ class EmulatorProcess:
         new_conn = (time.perf_counter() - started) / count
         return {"keep_alive_ms": round(keep_alive * 1000, 1),
                 "new_connection_ms": round(new_conn * 1000, 1)}
+
+    def id_kind(self) -> dict[str, Any]:
+        """The form of the ids this emulator hands out (from one candidate.list answer)."""
+        headers = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode(),
+                   "Content-Type": "application/json"}
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            conn.request("POST", "/candidate.list", json.dumps({"limit": 3}), headers)
+            rows = json.loads(conn.getresponse().read()).get("results") or []
+        finally:
+            conn.close()
+        ids = [str(r.get("id")) for r in rows]
+        kinds = set()
+        for value in ids:
+            try:
+                parsed = uuid.UUID(value)
+            except ValueError:
+                kinds.add("not a UUID")
+                continue
+            kinds.add(f"UUIDv{parsed.version}" if str(parsed) == value else "UUID, other form")
+        return {"examples": ids, "kind": ", ".join(sorted(kinds)) or "?"}
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.proc.pid)

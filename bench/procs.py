@@ -211,6 +211,7 @@ class ProcRecord:
     first_seen: float
     last_seen: float
     cpu_s: float = 0.0
+    peak_rss_kb: int = 0  # VmHWM as last read (the process's own high-water mark)
 
 
 @dataclass
@@ -273,15 +274,29 @@ class TreeSampler:
                 rec = self.procs[pid] = ProcRecord(pid, label, cmdline, now, now)
             rec.last_seen = now
             rec.cpu_s = max(rec.cpu_s, cpu)
+            rec.peak_rss_kb = max(rec.peak_rss_kb, _vm_hwm_kb(pid))
 
     def by_label(self) -> dict[str, dict[str, float]]:
-        """Per label: first start, last end, summed lifetime and CPU, process count."""
+        """Per label: first start, last end, summed lifetime and CPU, process count, and the
+        largest peak RSS (MB) of its processes."""
         out: dict[str, dict[str, float]] = {}
         for rec in self.procs.values():
             agg = out.setdefault(rec.label, {"start_s": rec.first_seen, "end_s": rec.last_seen,
-                                             "cpu_s": 0.0, "processes": 0})
+                                             "cpu_s": 0.0, "processes": 0, "max_rss_mb": 0.0})
             agg["start_s"] = min(agg["start_s"], rec.first_seen)
             agg["end_s"] = max(agg["end_s"], rec.last_seen)
             agg["cpu_s"] += rec.cpu_s
             agg["processes"] += 1
+            agg["max_rss_mb"] = max(agg["max_rss_mb"], round(rec.peak_rss_kb / 1024, 1))
         return out
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    """``VmHWM`` of a live process (0 when it is gone or unreadable)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0

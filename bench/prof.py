@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pstats
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ WATCH = [
     "utc_now", "format_message", "serialize_message", "_write_state_message",
     "generate_record_message", "get_records", "_pass", "paged_records", "decode",
     "encode", "encode_into", "getproxies_environment", "merge_environment_settings",
-    "get_environ_proxies", "request_decorator", "within_budget", "slot",
+    "get_environ_proxies", "request_decorator", "within_budget", "slot", "_list_records",
+    "_child_records", "consume", "fan_out", "_children_of", "_post_once", "pages",
 ]
 
 
@@ -28,7 +30,8 @@ WATCH = [
 OVERHEAD = {
     "conform_record_data_types": "singer_sdk", "pop_deselected_record_properties": "singer_sdk",
     "getproxies_environment": "urllib", "utc_now": "singer_sdk", "post_process": "tap_ashby",
-    "entry": "tap_ashby", "encode": "tap_ashby", "add": "tap_ashby", "tombstones": "tap_ashby",
+    "entry": "tap_ashby", "encode_key": "tap_ashby", "add": "tap_ashby",
+    "values_at": "tap_ashby", "tombstone": "tap_ashby",
 }
 
 
@@ -76,20 +79,42 @@ def package(key: tuple[str, int, str]) -> str:
     return "other"
 
 
-def analyse(prof_path: Path, top: int = 15) -> dict[str, Any]:
+HOT_CALLS = 100
+
+
+def _is_wrapper(key: tuple[str, int, str]) -> bool:
+    """CLI and thread plumbing whose cumulative time is the whole run (skipped in the top
+    cumulative list so that it starts at the SDK's and the tap's own functions)."""
+    filename, _, func = key
+    return (filename == "~" and func in ("<built-in method builtins.exec>",)) or any(
+        part in filename for part in ("runpy", "profile_threads.py", "/click/",
+                                      "threading.py", "concurrent/futures/thread.py")) or \
+        filename.startswith("<string>")
+
+
+def analyse(prof_path: Path, top: int = 15, records: int | None = None) -> dict[str, Any]:
+    """Top entries, cost by package, the watched hot-path functions and, given the run's
+    record count, the tap's own functions by cost per record (us)."""
     stats = pstats.Stats(str(prof_path))
     raw: dict[tuple[str, int, str], tuple] = stats.stats  # type: ignore[attr-defined]
     total = stats.total_tt  # type: ignore[attr-defined]
 
     def entry(key: tuple[str, int, str], value: tuple) -> dict[str, Any]:
         cc, nc, tt, ct, _ = value
-        return {"function": label(key), "ncalls": nc, "primitive_calls": cc,
-                "tottime": round(tt, 3), "cumtime": round(ct, 3),
-                "cum_pct": round(100 * ct / total, 1) if total else 0.0,
-                "self_pct": round(100 * tt / total, 1) if total else 0.0}
+        out = {"function": label(key), "ncalls": nc, "primitive_calls": cc,
+               "tottime": round(tt, 3), "cumtime": round(ct, 3),
+               "cum_pct": round(100 * ct / total, 1) if total else 0.0,
+               "self_pct": round(100 * tt / total, 1) if total else 0.0}
+        if records:
+            out["self_us_per_record"] = round(tt / records * 1e6, 2)
+            out["cum_us_per_record"] = round(ct / records * 1e6, 2)
+        return out
 
     items = list(raw.items())
-    by_cum = sorted(items, key=lambda kv: kv[1][3], reverse=True)[:top]
+    # The hot path: functions called per page or per record (at least HOT_CALLS times); the
+    # CLI, stream and thread plumbing above them (called a handful of times) is left out.
+    by_cum = sorted((kv for kv in items if not _is_wrapper(kv[0]) and kv[1][1] >= HOT_CALLS),
+                    key=lambda kv: kv[1][3], reverse=True)[:top]
     by_self = sorted(items, key=lambda kv: kv[1][2], reverse=True)[:top]
     packages: dict[str, float] = {}
     for key, value in items:
@@ -107,8 +132,16 @@ def analyse(prof_path: Path, top: int = 15) -> dict[str, Any]:
     overhead = [entry(k, v) for k, v in items
                 if k[2] in OVERHEAD and OVERHEAD[k[2]] in k[0]]
     overhead.sort(key=lambda e: e["cumtime"], reverse=True)
+    tap_own = [entry(k, v) for k, v in items if "/tap_ashby/" in k[0]
+               and "/emulator/" not in k[0]]
+    meta_path = Path(str(prof_path) + ".json")
     return {
         "total_s": round(total, 3),
+        "records": records,
+        "threads": _read_json(meta_path),
+        "tap_by_self": sorted(tap_own, key=lambda e: e["tottime"], reverse=True)[:12],
+        "tap_by_cum": sorted(tap_own, key=lambda e: e["cumtime"], reverse=True)[:12],
+        "tap_by_cum_all": sorted(tap_own, key=lambda e: e["cumtime"], reverse=True)[:60],
         "overhead": overhead,
         "top_cumulative": [entry(k, v) for k, v in by_cum],
         "top_self": [entry(k, v) for k, v in by_self],
@@ -119,3 +152,10 @@ def analyse(prof_path: Path, top: int = 15) -> dict[str, Any]:
         "watched": watched[:20],
         "hot_self_non_io": hot,
     }
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None

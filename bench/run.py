@@ -1,7 +1,7 @@
 """tap-ashby benchmarks: floor vs tap, incremental, meltano, fan-out, profile. One run, one report.
 
-    .venv/bin/python bench/run.py            # full run (10k, 100k, 1M candidates; ~20 min)
-    .venv/bin/python bench/run.py --quick    # small scales, a smoke test (< 2 min)
+    .venv/bin/python bench/run.py            # full run (10k, 100k, 1M candidates; ~35 min)
+    .venv/bin/python bench/run.py --quick    # small scales, a smoke test (~3 min)
 
 Writes bench/results/report.md and report.json (and tap.prof), and prints the Markdown.
 See bench/README.md for what each number means.
@@ -27,14 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import cases
+import latency
+import plots
 import prof
 import snapshot
+import state_scale
 from emu import EmulatorProcess
 from procs import BENCH, REPO, RSS_METHOD
 from report import render
 from tapctl import STREAMS, discover, write_config
 
-SECTIONS = ("ceiling", "full", "incremental", "meltano", "fanout", "profile")
+SECTIONS = ("ceiling", "full", "incremental", "meltano", "fanout", "profile", "cpu", "latency",
+            "scale")
 MODES: dict[str, dict[str, Any]] = {
     "full": {
         "scales": [10_000, 100_000, 1_000_000],
@@ -48,7 +52,16 @@ MODES: dict[str, dict[str, Any]] = {
         "budget_rpm": 6_000,
         "latency": 0.05,
         "ceiling_pages": 300,
-        "deadline_min": 40,
+        "cpu_scale": 100_000,  # floor vs tap, interleaved, median (also the full rows there)
+        "cpu_reps": 5,
+        "meltano_batch_sizes": [10_000, 5_000, 2_000],  # target-duckdb batch_size_rows
+        "meltano_reps": 2,
+        "latency_candidates": 300,
+        "latencies": [0.0, 0.1, 0.5, 1.0],
+        "scale_rows": [10_000, 100_000, 1_000_000],
+        "scale_apps_cap": 100_000,
+        "scale_deletes": 5,
+        "deadline_min": 60,
     },
     "quick": {
         "scales": [1_000, 5_000],
@@ -62,7 +75,16 @@ MODES: dict[str, dict[str, Any]] = {
         "budget_rpm": 6_000,
         "latency": 0.05,
         "ceiling_pages": 30,
-        "deadline_min": 5,
+        "cpu_scale": 5_000,
+        "cpu_reps": 3,
+        "meltano_batch_sizes": [500],
+        "meltano_reps": 1,
+        "latency_candidates": 40,
+        "latencies": [0.0, 0.5],
+        "scale_rows": [1_000, 5_000],
+        "scale_apps_cap": 1_000,
+        "scale_deletes": 3,
+        "deadline_min": 8,
     },
 }
 
@@ -106,14 +128,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--streams", type=lambda s: s.split(","), default=list(STREAMS),
                         help="streams of the full-sync case (candidates,applications)")
     parser.add_argument("--deadline-minutes", type=float,
-                        help="start no new case after this (default: 40 full, 5 quick)")
+                        help="start no new case after this (default: 60 full, 8 quick)")
     parser.add_argument("--out", type=Path, default=BENCH / "results",
                         help="where report.md, report.json and tap.prof go")
     parser.add_argument("--keep-tmp", action="store_true", help="keep configs and logs")
     parser.add_argument("--no-snapshot", action="store_true",
                         help="run the live tap_ashby/ instead of a copy taken at the start")
-    parser.add_argument("--nodelay", action="store_true",
-                        help="start the emulator with TCP_NODELAY (bench/emulator_nodelay.py)")
     args = parser.parse_args(argv)
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
@@ -139,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.fanout_apps:
         plan["fanout_apps"] = args.fanout_apps
     deadline_min = args.deadline_minutes or plan["deadline_min"]
-    EmulatorProcess.nodelay = args.nodelay
     started = time.monotonic()
     log = _log(started)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -149,11 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {"mode": mode, "started": datetime.now(timezone.utc).isoformat(
             timespec="seconds"), "cpus": os.cpu_count(), "python": platform.python_version(),
             "versions": _versions(), "git": _git(), "rss_method": RSS_METHOD, "plan": plan,
-            "emulator": ("tap_ashby.emulator.cli through bench/emulator_nodelay.py "
-                         "(TCP_NODELAY)" if args.nodelay else
-                         "python -m tap_ashby.emulator.cli, as shipped"),
+            "emulator": "python -m tap_ashby.emulator.cli, as shipped",
             "skipped": [], "errors": []},
-        "ceiling": [], "probe": [], "full_sync": [], "incremental": [],
+        "ceiling": [], "probe": [], "full_sync": [], "incremental": [], "cpu": [],
+        "scale": [], "latency": {},
     }
     only = set(args.only)
     code = results["meta"]["code"] = {"tree_at_start": snapshot.digest()}
@@ -178,10 +196,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         ctx.catalog = discover(write_config(tmp / "discover.json", "http://127.0.0.1:9"))
+        with EmulatorProcess(40, tmp / "emulator-ids.log") as emu:
+            results["meta"]["ids"] = emu.id_kind()
+        log(f"emulator ids: {results['meta']['ids']}")
         scales = plan["scales"]
         for i, n in enumerate(scales):
             if "fanout" in only and i == len(scales) - 1:  # before the largest (longest) scale
                 _fan_out(attempt, ctx, plan, results)
+            if not _needs_emulator(n, plan, only):
+                continue
             if ctx.remaining() <= 0:
                 results["meta"]["skipped"].append(f"scale {n:,}")
                 continue
@@ -190,6 +213,16 @@ def main(argv: list[str] | None = None) -> int:
                 _scale(attempt, ctx, emu, plan, only, results, args.out)
         if "fanout" in only and len(scales) == 0:
             _fan_out(attempt, ctx, plan, results)
+        if "cpu" in only and plan["cpu_scale"] not in scales:
+            results["meta"]["skipped"].append(f"cpu: {plan['cpu_scale']:,} not in the scales")
+        if "latency" in only:
+            latency.run(ctx, plan["latency_candidates"], plan["latencies"],
+                        results["latency"], attempt)
+            plots.latency_plot(results, args.out)
+        if "scale" in only:
+            state_scale.run(ctx, plan["scale_rows"], plan["scale_apps_cap"],
+                            plan["scale_deletes"], results["scale"], attempt)
+            plots.scale_plot(results, args.out)
     finally:
         code["tree_at_end"] = snapshot.digest()
         save(results, args.out, started)
@@ -202,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if not results["meta"]["errors"] else 1
 
 
+def _needs_emulator(n: int, plan: dict[str, Any], only: set[str]) -> bool:
+    """Whether any selected per-scale section runs at ``n`` candidates."""
+    return bool({"ceiling", "full"} & only) or ("incremental" in only and n in plan[
+        "incremental"]) or any(s in only and n == plan[key] for s, key in (
+            ("meltano", "meltano"), ("profile", "profile"), ("cpu", "cpu_scale")))
+
+
 def _scale(attempt: Any, ctx: cases.Ctx, emu: EmulatorProcess, plan: dict[str, Any],
            only: set[str], results: dict[str, Any], out: Path) -> None:
     n = emu.candidates
@@ -211,21 +251,30 @@ def _scale(attempt: Any, ctx: cases.Ctx, emu: EmulatorProcess, plan: dict[str, A
         probe = attempt(f"small-answer probe {n:,}", emu.probe)
         if probe:
             results["probe"].append({"n": n, **probe})
-    if "full" in only:
+    cpu = "cpu" in only and n == plan["cpu_scale"]
+    if "full" in only or cpu:
         for stream in plan["streams"]:
-            reps = plan["reps"].get(n, 1)
-            got = attempt(f"full sync {stream} {n:,}",
+            # At the cpu scale one set of interleaved runs serves both tables.
+            reps = plan["cpu_reps"] if cpu else plan["reps"].get(n, 1)
+            got = attempt(f"full sync {stream} {n:,}" + (" (cpu)" if cpu else ""),
                           lambda s=stream, r=reps: cases.full_sync(ctx, emu, s, r))
-            if got:
+            if got and "full" in only:
                 results["full_sync"].append(got)
+            if got and cpu:
+                results["cpu"].append(got)
     if "meltano" in only and n == plan["meltano"]:
-        results["meltano"] = attempt(f"meltano {n:,}", lambda: cases.meltano_run(ctx, emu))
+        variants = [{"label": f"batch_size_rows={b}",
+                     "env": {"TARGET_DUCKDB_BATCH_SIZE_ROWS": str(b)}}
+                    for b in plan["meltano_batch_sizes"]]
+        results["meltano"] = attempt(f"meltano {n:,}", lambda: cases.meltano_run(
+            ctx, emu, variants, plan["meltano_reps"]))
     if "profile" in only and n == plan["profile"]:
         prof_path = out / "tap.prof"
 
         def run_profile() -> dict[str, Any]:
             run = cases.profile(ctx, emu, prof_path)
-            return {"run": run, "analysis": prof.analyse(prof_path) if run["ok"] else None}
+            return {"run": run, "analysis": prof.analyse(prof_path, records=run["records"])
+                    if run["ok"] else None}
 
         results["profile"] = attempt(f"profile {n:,}", run_profile)
     if "incremental" in only and n in plan["incremental"]:

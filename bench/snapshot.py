@@ -1,6 +1,6 @@
 """A frozen copy of the code under test, so a long run measures one version of it.
 
-The full run takes ~20 minutes; an edit to tap_ashby/ in that time would otherwise give the
+The full run takes ~35 minutes; an edit to tap_ashby/ in that time would otherwise give the
 later cases other code than the earlier ones (every tap and emulator is a new process). The
 harness copies tap_ashby/ and schemas/ once, at the start, into its temp directory and puts
 that copy first on PYTHONPATH for every process it starts (the editable install in the venvs,

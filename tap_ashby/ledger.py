@@ -94,6 +94,11 @@ def _decode_key(data: bytes, pos: int, parent: str) -> tuple[str, int]:
     return data[start:start + size].decode(), start + size
 
 
+def decode_key(item: bytes) -> str:
+    """The text of one encoded key (the inverse of ``encode_key`` for a top-level key)."""
+    return _decode_key(item, 0, "")[0]
+
+
 def _key_length(data: bytes, pos: int) -> int:
     tag = data[pos:pos + 1]
     if tag in (EMPTY, SAME_AS_PARENT):

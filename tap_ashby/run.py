@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .streams import EndpointStream
 
 PREFETCH_DEPTH = 4  # pages buffered per prefetched pass
+CHILDREN_AHEAD = 3  # child streams whose fan-out may run ahead of the current stream
 
 
 class KeySpools:
@@ -95,7 +96,7 @@ class SyncRun:
 
     def _plan(self, streams: list[EndpointStream]) -> None:
         """Submit every selected top-level pass, in the order the SDK will sync them."""
-        workers = max(1, int(self.config["max_concurrency"]) // 2)
+        workers = int(self.config["max_concurrency"])  # the budget caps what is in flight
         self.prefetcher = Prefetcher(workers, PREFETCH_DEPTH)
         for stream in streams:
             if not stream.selected or stream.parent_stream is not None:
@@ -117,21 +118,22 @@ class SyncRun:
         self.prefetcher.submit(key, produce)
 
     def _children_ahead_of(self, current: EndpointStream) -> None:
-        """Start the fan-out of the next selected child stream after ``current``, once its
-        parent's pass is published: its first calls overlap the current stream's, and the
-        budget stays busy across stream boundaries. One child ahead at most, on a thread of
-        its own, with a bounded buffer."""
+        """Start the fan-outs of the next selected child streams after ``current``, once
+        their parent's pass is published: their first calls overlap the current stream's, so
+        the budget stays busy across stream boundaries. At most ``CHILDREN_AHEAD`` streams,
+        each on a thread of its own with a bounded buffer."""
         assert self.prefetcher is not None
         later = self._order[self._order.index(current) + 1:] if current in self._order else []
-        child = next((s for s in later if s.parent_stream is not None), None)
-        if child is None or child.name in self._children_ahead:
-            return
-        shared = self.shared_keys(child)
-        if shared is None or not child.uses_shared_pass(shared[1]):
-            return
-        self._children_ahead.add(child.name)
-        keys = shared[0]
-        self.prefetcher.start_now(("children", child.name), lambda: child.fan_out(keys))
+        children = [s for s in later if s.parent_stream is not None][:CHILDREN_AHEAD]
+        for child in children:
+            if child.name in self._children_ahead:
+                continue
+            shared = self.shared_keys(child)
+            if shared is None or not child.uses_shared_pass(shared[1]):
+                return  # later children wait: they are consumed after this one
+            self._children_ahead.add(child.name)
+            self.prefetcher.start_now(("children", child.name),
+                                      lambda c=child, keys=shared[0]: c.fan_out(keys))
 
     def take_children(self, child: EndpointStream) -> Iterator[tuple[Any, Rows]] | None:
         """The fan-out started ahead for ``child``, if any."""

@@ -34,7 +34,7 @@ from .client import TRANSPORT_ERRORS, Call
 from .deletes import LedgerRun
 from .endpoints import Endpoint, values_at
 from .errors import AshbyError, InvalidInput, ParentGone, PermissionMissing
-from .ledger import SortedSpill, encode_key, now_iso
+from .ledger import SortedSpill, decode_key, encode_key, now_iso
 from .passes import PassOutcome, Rows, read_pass
 
 if TYPE_CHECKING:
@@ -240,6 +240,13 @@ class EndpointStream(Stream):
         if shared is not None and self.uses_shared_pass(shared[1]):
             keys, outcome, since = shared
             fanned = self.run.take_children(self)
+            if ledger is not None and ledger.old_path is None and not outcome.full:
+                # The ledger must be rebuilt: list the children of every parent, not only
+                # of those that changed (one request per parent, as on a first run).
+                if fanned is not None:
+                    fanned.close()  # type: ignore[attr-defined]
+                fanned = None
+                keys = (decode_key(k) for k in self.run.scan(parent, ep.parent.field))
         else:  # the parent is not synced this run (or a refresh is due): read it here
             outcome, since = PassOutcome(), now_iso()
             full = self._refresh_due(state) or (ledger is not None and ledger.due)

@@ -60,8 +60,8 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property("max_concurrency", th.IntegerType(minimum=1), default=16,
                 title="Max concurrency",
                 description="Cap on requests in flight, shared by child-stream fan-out and by "
-                            "the prefetch of upcoming streams (half of it). 16 keeps the "
-                            "default budget busy at up to about 1 s per answer."),
+                            "the prefetch of upcoming streams. 16 keeps the default budget "
+                            "busy at up to about 1 s per answer."),
     th.Property("requests_per_minute", th.IntegerType(minimum=0), default=900,
                 title="Requests per minute",
                 description="Client-side request budget for the whole run (Ashby allows 1000 "

@@ -141,6 +141,10 @@ def test_a_lost_ledger_warns_and_deletes_nothing(tmp_path: Path, emulator: Emula
                 and "unavailable" in line]
     assert len(warnings) == len(STREAMS), "one warning per ledgered stream"
     assert not any(r.get("_sdc_deleted_at") for recs in second.records.values() for r in recs)
+    # rebuilt complete, children of unchanged parents included (one call per parent)
+    for stream in STREAMS:
+        assert second.bookmarks()[stream]["ledger"]["rows"] == \
+            len(expected_ids(emulator, stream)), stream
     # rebuilt: the next reconcile finds the deletion again from the new generation
     emulator.org.delete("candidates", emulator.org.live_ids("candidates")[0])
     third = run_tap(tmp_path, {**config, "reconcile_now": True}, state=second.state,
