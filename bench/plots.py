@@ -59,12 +59,7 @@ def scale_plot(results: dict[str, Any], out: Path) -> Path | None:
     for ax in (ax_rss, ax_state):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "scale.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    results.setdefault("plots", {})["scale"] = path.name
-    return path
+    return _save(plt, fig, out, "scale", results)
 
 
 def latency_plot(results: dict[str, Any], out: Path) -> Path | None:
@@ -90,9 +85,14 @@ def latency_plot(results: dict[str, Any], out: Path) -> Path | None:
            title=f"Default full sync, {lat.get('candidates')} candidates", ylim=(0, 110))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
+    return _save(plt, fig, out, "latency", results)
+
+
+def _save(plt: Any, fig: Any, out: Path, name: str, results: dict[str, Any]) -> Path:
+    """Write ``<name>.png`` and record it in the results."""
     fig.tight_layout()
-    path = out / "latency.png"
+    path = out / f"{name}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    results.setdefault("plots", {})["latency"] = path.name
+    results.setdefault("plots", {})[name] = path.name
     return path
