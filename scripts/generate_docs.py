@@ -11,6 +11,7 @@ import argparse
 import copy
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +91,9 @@ def meltano_settings() -> list[str]:
         description = " ".join(str(spec.get("description", "")).split())
         out += [f"- name: {name}", f"  label: {spec.get('title') or name}",
                 "  description: >-"]
-        out += [f"    {line}" for line in _wrap(description, 88)]
+        lines = textwrap.wrap(description, 88, break_on_hyphens=False,
+                              break_long_words=False) or ['""']
+        out += [f"    {line}" for line in lines]
         out.append(f"  kind: {_kind(spec)}")
         if spec.get("secret") or spec.get("writeOnly"):
             out.append("  sensitive: true")
@@ -102,17 +105,6 @@ def meltano_settings() -> list[str]:
 
 def meltano_select() -> list[str]:
     return [f"- {row.stream}.*" for row in ROWS if row.selected_by_default]
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    lines, line = [], ""
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    return [*lines, line] if line else ['""']
 
 
 MELTANO_BLOCKS = {"settings": meltano_settings, "select": meltano_select}

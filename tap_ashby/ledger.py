@@ -372,7 +372,8 @@ class LedgerStore:
         if ref.scope != scope:
             raise LedgerUnavailable("it was built for other settings (base_url or filters "
                                     "changed)")
-        local = tempfile.mktemp(suffix=".ledger", dir=self.workdir)
+        fd, local = tempfile.mkstemp(suffix=".ledger", dir=self.workdir)
+        os.close(fd)
         try:
             self.fs.get_file(self._path(stream, ref.lineage, ref.gen), local)
         except (OSError, ValueError) as err:

@@ -67,7 +67,7 @@ class SyncRun:
         self.ledgers = LedgerStore(config.get("ledger_uri") or default_ledger_uri(),
                                    self.workdir, logger)
         self.prefetcher: Prefetcher | None = None
-        self._planned: dict[Any, tuple[PassOutcome, str | None, str]] = {}
+        self._planned: dict[Any, tuple[PassOutcome, str]] = {}
         self._passes: dict[str, tuple[PassOutcome, str, dict[str, str]]] = {}
         self._scans: dict[Any, SortedSpill] = {}
         self._order: list[EndpointStream] = []
@@ -113,7 +113,7 @@ class SyncRun:
             return read_pass(self.client, call, token, stream.name, stream.logger, outcome)
 
         key = (stream.name, repr(context))
-        self._planned[key] = (outcome, token, since)
+        self._planned[key] = (outcome, since)
         assert self.prefetcher is not None
         self.prefetcher.submit(key, produce)
 
@@ -129,7 +129,7 @@ class SyncRun:
             if child.name in self._children_ahead:
                 continue
             shared = self.shared_keys(child)
-            if shared is None or not child.uses_shared_pass(shared[1]):
+            if shared is None or not child.fans_out_changed_parents(shared[1]):
                 return  # later children wait: they are consumed after this one
             self._children_ahead.add(child.name)
             self.prefetcher.start_now(("children", child.name),
@@ -150,7 +150,7 @@ class SyncRun:
         key = (stream.name, repr(context))
         pages = self.prefetcher.take(key) if self.prefetcher else None
         if pages is not None:
-            outcome, _, since = self._planned.pop(key)
+            outcome, since = self._planned.pop(key)
             return pages, outcome, since
         token, _ = stream.start_token(state)
         outcome, since = PassOutcome(), now_iso()

@@ -235,27 +235,29 @@ class EndpointStream(Stream):
         assert ep.parent is not None and parent is not None
         state = self.get_context_state(None)
         ledger = self._ledger(state, None)
+        every_parent = self.lists_every_parent(state, ledger)
         shared = self.run.shared_keys(self)
         fanned = None
-        if shared is not None and self.uses_shared_pass(shared[1]):
+        if shared is None:  # the parent is not synced this run: read its list here
+            outcome, since = PassOutcome(), now_iso()
+            full = every_parent or (ledger is not None and ledger.due)
+            token = None if full else state.get("parent_sync_token")
+            keys: Iterable[Any] = (v for rows in parent.source_records(token, outcome)
+                                   for rec in rows for v in values_at(rec, ep.parent.field))
+        else:
             keys, outcome, since = shared
             fanned = self.run.take_children(self)
-            if ledger is not None and ledger.old_path is None and not outcome.full:
-                # The ledger must be rebuilt: list the children of every parent, not only
-                # of those that changed (one request per parent, as on a first run).
-                if fanned is not None:
+        live = None
+        if shared is not None and not outcome.full and (
+                every_parent or (ledger is not None and ledger.due)):
+            # every current parent, from the run's one id scan of the parent list (shared
+            # with the other child streams and reconciles of this parent)
+            live = self.run.scan(parent, ep.parent.field)
+            if every_parent:
+                if fanned is not None:  # started ahead over the changed parents only
                     fanned.close()  # type: ignore[attr-defined]
                 fanned = None
-                keys = (decode_key(k) for k in self.run.scan(parent, ep.parent.field))
-        else:  # the parent is not synced this run (or a refresh is due): read it here
-            outcome, since = PassOutcome(), now_iso()
-            full = self._refresh_due(state) or (ledger is not None and ledger.due)
-            token = None if full else state.get("parent_sync_token")
-            keys = (v for rows in parent.source_records(token, outcome)
-                    for rec in rows for v in values_at(rec, ep.parent.field))
-        live = None
-        if ledger and ledger.due and shared is not None and not outcome.full:
-            live = self.run.scan(parent, ep.parent.field)
+                keys = (decode_key(k) for k in live)
         replaced = SortedSpill(self.run.workdir)
         delivered: set[str] = set()
         for key, children in fanned or self.fan_out(keys):
@@ -280,7 +282,7 @@ class EndpointStream(Stream):
             self.stats["reconciled"] = ledger.reconciled
         if outcome.token:
             commit.update(parent_sync_token=outcome.token, token_since=since)
-        commit["runs_since_refresh"] = 0 if outcome.full else \
+        commit["runs_since_refresh"] = 0 if outcome.full or every_parent else \
             int(state.get("runs_since_refresh", 0)) + 1
         self.stats["passes"] = "full" if outcome.full else "incremental"
         state.update(commit)
@@ -303,14 +305,18 @@ class EndpointStream(Stream):
             raise AshbyError(f"{self.name}: could not read the children of "
                              f"{ep.parent.param}={key}: {detail}") from err
 
-    def _refresh_due(self, state: dict[str, Any]) -> bool:
+    def lists_every_parent(self, state: dict[str, Any], ledger: LedgerRun | None) -> bool:
+        """Whether this run lists the children of every parent, not only of those that
+        changed: a refresh is due (``child_refresh_every_n_runs``), or the ledger must be
+        rebuilt (missing or unusable: one request per parent, as on a first run)."""
         every = int(self.config["child_refresh_every_n_runs"])
-        return every > 0 and int(state.get("runs_since_refresh", 0)) + 1 >= every
+        refresh = every > 0 and int(state.get("runs_since_refresh", 0)) + 1 >= every
+        return refresh or (ledger is not None and ledger.old_path is None)
 
-    def uses_shared_pass(self, outcome: PassOutcome) -> bool:
-        """Whether this child takes its parent keys from the parent's pass of this run (not
-        when a refresh of every parent's children is due and that pass was incremental)."""
-        return outcome.full or not self._refresh_due(self.get_context_state(None))
+    def fans_out_changed_parents(self, outcome: PassOutcome) -> bool:
+        """Whether the fan-out over the shared pass's keys can start before this stream
+        runs (a ledger that must be rebuilt is only found then; that fan-out is dropped)."""
+        return outcome.full or not self.lists_every_parent(self.get_context_state(None), None)
 
     def fan_out(self, keys: Iterable[Any]) -> Iterator[tuple[Any, Rows]]:
         """(key, children) in key order; calls run on a bounded pool."""

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,14 @@ def post(emu: Emulator, path: str, body: dict | None = None, key: str | None = N
     return requests.post(f"{emu.url}/{path}", json=body or {}, auth=auth, timeout=10)
 
 
-def page_all(emu: Emulator, path: str, body: dict) -> tuple[list[dict], list[dict]]:
-    """Every record of one pass, and every envelope seen."""
+def page_all(emu: Emulator, path: str, body: dict,
+             send: Callable[[Emulator, str, dict], dict] | None = None,
+             ) -> tuple[list[dict], list[dict]]:
+    """Every record of one pass, and every envelope seen (over HTTP, or through ``send``)."""
+    call = send or (lambda e, p, b: post(e, p, b).json())
     records, envelopes, cursor = [], [], None
     while True:
-        answer = post(emu, path, {**body, **({"cursor": cursor} if cursor else {})}).json()
+        answer = call(emu, path, {**body, **({"cursor": cursor} if cursor else {})})
         assert answer["success"], answer
         envelopes.append(answer)
         records += answer["results"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+from test_emulator import page_all as page_pass
 
 from tap_ashby.emulator import Emulator, Org
 from tap_ashby.emulator.catalog import endpoints
@@ -38,21 +39,14 @@ def answer(emu: Emulator, path: str, body: dict | None = None) -> dict[str, Any]
     return post(emu, path, body).json()
 
 
+def page_all(emu: Emulator, path: str, body: dict) -> tuple[list[dict], list[dict]]:
+    """One pass through the in-process API (no HTTP), as ``test_emulator.page_all``."""
+    return page_pass(emu, path, body, send=answer)
+
+
 def code(emu: Emulator, path: str, body: dict | None = None) -> str | None:
     out = answer(emu, path, body)
     return None if out["success"] else out["errorInfo"]["code"]
-
-
-def page_all(emu: Emulator, path: str, body: dict) -> tuple[list[dict], list[dict]]:
-    records, envelopes, cursor = [], [], None
-    while True:
-        out = answer(emu, path, {**body, **({"cursor": cursor} if cursor else {})})
-        assert out["success"], out
-        envelopes.append(out)
-        records += out["results"]
-        if not out["moreDataAvailable"]:
-            return records, envelopes
-        cursor = out["nextCursor"]
 
 
 def valid_body(emu: Emulator, row: dict) -> dict[str, Any]:
