@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 export MELTANO_HUB_URL := http://127.0.0.1:9
 
-.PHONY: test test-fast test-quick demo bench lint docs install clean
+.PHONY: check test test-fast test-quick demo bench lint docs install clean
 
-$(STAMP): pyproject.toml meltano.yml
+$(STAMP): pyproject.toml emulator/pyproject.toml meltano.yml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -e ./emulator
 	$(BIN)/meltano install --plugin-type extractors
 	$(BIN)/meltano install --plugin-type loaders
 	mkdir -p output
@@ -19,8 +19,13 @@ $(STAMP): pyproject.toml meltano.yml
 
 install: $(STAMP)
 
-test: $(STAMP)  ## the whole suite, end-to-end and reliability tests included
+test: $(STAMP) check  ## quality gates, then the whole suite (end-to-end and reliability tests included)
 	$(BIN)/python -m pytest -q
+
+check: $(STAMP)  ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check tap_ashby emulator tests scripts bench
+	$(BIN)/ruff format --check tap_ashby emulator tests scripts bench
+	$(BIN)/mypy
 
 test-fast: $(STAMP)  ## unit tests, docs and SDK-contract checks: no server, under a minute
 	$(BIN)/python -m pytest -q tests/test_units.py tests/test_docs.py tests/test_sdk_contract.py
@@ -29,7 +34,7 @@ test-quick: $(STAMP)  ## everything but the slow end-to-end and reliability test
 	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: $(STAMP)  ## emulator -> meltano run (full) -> changes -> meltano run (incremental)
-	$(BIN)/python -m tap_ashby.emulator.demo
+	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)  ## benchmarks; report in bench/results/
 	$(BIN)/python bench/run.py
@@ -37,8 +42,9 @@ bench: $(STAMP)  ## benchmarks; report in bench/results/
 docs: $(STAMP)  ## regenerate the README tables from the code
 	$(BIN)/python scripts/generate_docs.py --write
 
-lint: $(STAMP)
-	$(BIN)/ruff check tap_ashby tests scripts bench
+lint: $(STAMP)  ## fix what ruff can fix, and format
+	$(BIN)/ruff check --fix tap_ashby emulator tests scripts bench
+	$(BIN)/ruff format tap_ashby emulator tests scripts bench
 
 clean:
 	rm -rf $(VENV) .meltano output

@@ -24,8 +24,10 @@ def main() -> None:
     url, endpoint, key, fixed, max_pages, max_seconds = sys.argv[1:7]
     parsed = urlparse(url)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=120)
-    headers = {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode(),
-               "Content-Type": "application/json"}
+    headers = {
+        "Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode(),
+        "Content-Type": "application/json",
+    }
     base = json.loads(fixed)
     cursor = None
     pages = size = 0

@@ -22,15 +22,28 @@ KEY = "bench-key"
 
 
 class EmulatorProcess:
-    """``python -m tap_ashby.emulator.cli --port 0 --candidates N``, plus its admin API."""
+    """``python -m ashby_emulator.cli --port 0 --candidates N``, plus its admin API."""
 
-    def __init__(self, candidates: int, log_path: Path, latency: float = 0.0,
-                 seed: int = 1) -> None:
+    def __init__(
+        self, candidates: int, log_path: Path, latency: float = 0.0, seed: int = 1
+    ) -> None:
         self.candidates = candidates
         self.latency = latency
-        cmd = [sys.executable, "-m", "tap_ashby.emulator.cli", "--port", "0",
-               "--candidates", str(candidates), "--seed", str(seed), "--key", KEY,
-               "--latency", str(latency)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ashby_emulator.cli",
+            "--port",
+            "0",
+            "--candidates",
+            str(candidates),
+            "--seed",
+            str(seed),
+            "--key",
+            KEY,
+            "--latency",
+            str(latency),
+        ]
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, cwd=REPO)
         self.url = self._read_url(timeout=60)
@@ -89,18 +102,24 @@ class EmulatorProcess:
         return self._request("GET", f"/_emulator/ids?stream={quote(stream)}")  # type: ignore
 
     def update(self, stream: str, record_id: str) -> None:
-        self._request("POST", "/_emulator/mutate",
-                      {"op": "update", "stream": stream, "id": record_id})
+        self._request(
+            "POST", "/_emulator/mutate", {"op": "update", "stream": stream, "id": record_id}
+        )
 
     def delete(self, stream: str, record_id: str) -> dict[str, Any]:
         """Hard-delete a record (and, in the emulator, its child rows)."""
-        return self._request("POST", "/_emulator/mutate",  # type: ignore[no-any-return]
-                             {"op": "delete", "stream": stream, "id": record_id})
+        return self._request(
+            "POST",
+            "/_emulator/mutate",  # type: ignore[no-any-return]
+            {"op": "delete", "stream": stream, "id": record_id},
+        )
 
     def probe(self, count: int = 20) -> dict[str, float]:
         """ms per small API answer (candidate.list, limit 1): keep-alive vs a new connection."""
-        headers = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode(),
-                   "Content-Type": "application/json"}
+        headers = {
+            "Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode(),
+            "Content-Type": "application/json",
+        }
         body = json.dumps({"limit": 1})
 
         def one(conn: http.client.HTTPConnection) -> None:
@@ -124,13 +143,17 @@ class EmulatorProcess:
             finally:
                 fresh.close()
         new_conn = (time.perf_counter() - started) / count
-        return {"keep_alive_ms": round(keep_alive * 1000, 1),
-                "new_connection_ms": round(new_conn * 1000, 1)}
+        return {
+            "keep_alive_ms": round(keep_alive * 1000, 1),
+            "new_connection_ms": round(new_conn * 1000, 1),
+        }
 
     def id_kind(self) -> dict[str, Any]:
         """The form of the ids this emulator hands out (from one candidate.list answer)."""
-        headers = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode(),
-                   "Content-Type": "application/json"}
+        headers = {
+            "Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode(),
+            "Content-Type": "application/json",
+        }
         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
         try:
             conn.request("POST", "/candidate.list", json.dumps({"limit": 3}), headers)

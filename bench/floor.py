@@ -43,8 +43,9 @@ def main() -> None:
             break
     out.flush()
     seconds = time.perf_counter() - started
-    sys.stderr.write("FLOOR " + json.dumps({"records": records, "pages": pages,
-                                            "seconds": seconds}) + "\n")
+    sys.stderr.write(
+        "FLOOR " + json.dumps({"records": records, "pages": pages, "seconds": seconds}) + "\n"
+    )
 
 
 if __name__ == "__main__":

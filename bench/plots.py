@@ -38,11 +38,14 @@ def scale_plot(results: dict[str, Any], out: Path) -> Path | None:
             run = j.get(phase)
             if not run or not run.get("ok"):
                 continue
-            key = ("candidates" if j["job"] == "candidates" else
-                   "applications + history", phase)
+            key = ("candidates" if j["job"] == "candidates" else "applications + history", phase)
             series.setdefault(key, []).append(
-                (j["parent_rows"], run.get("max_rss_mb") or 0.0,
-                 (run.get("state_lines") or {}).get("max_bytes") or 0))
+                (
+                    j["parent_rows"],
+                    run.get("max_rss_mb") or 0.0,
+                    (run.get("state_lines") or {}).get("max_bytes") or 0,
+                )
+            )
     styles = {"full": "-o", "reconcile": "--s"}
     for (job, phase), points in sorted(series.items()):
         points.sort()
@@ -51,11 +54,20 @@ def scale_plot(results: dict[str, Any], out: Path) -> Path | None:
         ax_state.plot(xs, [p[2] for p in points], styles[phase], label=f"{job}, {phase}")
     ax_rss.axhline(RSS_TARGET_MB, color="red", linestyle=":", label="target 150 MB")
     ax_state.axhline(STATE_TARGET_BYTES, color="red", linestyle=":", label="target 64 KB")
-    ax_rss.set(xscale="log", xlabel="rows of the parent list (candidates or applications)",
-               ylabel="tap peak RSS (MB)", title="Peak RSS of the tap process")
+    ax_rss.set(
+        xscale="log",
+        xlabel="rows of the parent list (candidates or applications)",
+        ylabel="tap peak RSS (MB)",
+        title="Peak RSS of the tap process",
+    )
     ax_rss.set_ylim(bottom=0)
-    ax_state.set(xscale="log", yscale="log", xlabel="rows of the parent list",
-                 ylabel="largest STATE line (bytes)", title="Largest STATE message")
+    ax_state.set(
+        xscale="log",
+        yscale="log",
+        xlabel="rows of the parent list",
+        ylabel="largest STATE line (bytes)",
+        title="Largest STATE message",
+    )
     for ax in (ax_rss, ax_state):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -75,14 +87,27 @@ def latency_plot(results: dict[str, Any], out: Path) -> Path | None:
     xs = [r["latency_ms"] for r in rows]
     ax.plot(xs, [100 * r["utilisation"] for r in rows], "-o", label="tap-ashby (wall)")
     if all(r.get("utilisation_sync") for r in rows):
-        ax.plot(xs, [100 * r["utilisation_sync"] for r in rows], "--o", alpha=0.6,
-                label="tap-ashby (sync time, start-up excluded)")
+        ax.plot(
+            xs,
+            [100 * r["utilisation_sync"] for r in rows],
+            "--o",
+            alpha=0.6,
+            label="tap-ashby (sync time, start-up excluded)",
+        )
     airbyte = 100 * lat.get("airbyte_req_per_s", 1.31) / 15
-    ax.axhline(airbyte, color="grey", linestyle=":",
-               label=f"Airbyte, sequential 1.31 req/s ({airbyte:.0f}%)")
+    ax.axhline(
+        airbyte,
+        color="grey",
+        linestyle=":",
+        label=f"Airbyte, sequential 1.31 req/s ({airbyte:.0f}%)",
+    )
     ax.axhline(100, color="red", linestyle=":", label="budget: 900 req/min")
-    ax.set(xlabel="added latency per request (ms)", ylabel="budget utilisation (%)",
-           title=f"Default full sync, {lat.get('candidates')} candidates", ylim=(0, 110))
+    ax.set(
+        xlabel="added latency per request (ms)",
+        ylabel="budget utilisation (%)",
+        title=f"Default full sync, {lat.get('candidates')} candidates",
+        ylim=(0, 110),
+    )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     return _save(plt, fig, out, "latency", results)

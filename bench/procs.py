@@ -53,8 +53,13 @@ class Measured:
         return "\n".join(text[-lines:])
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rc": self.rc, "wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3),
-                "max_rss_mb": round(self.max_rss_kb / 1024, 1), "timed_out": self.timed_out}
+        return {
+            "rc": self.rc,
+            "wall_s": round(self.wall_s, 3),
+            "cpu_s": round(self.cpu_s, 3),
+            "max_rss_mb": round(self.max_rss_kb / 1024, 1),
+            "timed_out": self.timed_out,
+        }
 
 
 def _kill_group(pid: int) -> None:
@@ -65,14 +70,18 @@ def _kill_group(pid: int) -> None:
 def _gnu_time() -> bool:
     if not os.access(TIME_BIN, os.X_OK):
         return False
-    probe = subprocess.run([str(TIME_BIN), "-f", "%M", "true"], capture_output=True,
-                           text=True, check=False, timeout=30)
+    probe = subprocess.run(
+        [str(TIME_BIN), "-f", "%M", "true"], capture_output=True, text=True, check=False, timeout=30
+    )
     return probe.returncode == 0 and probe.stderr.strip().isdigit()
 
 
 USE_TIME = _gnu_time()
-RSS_METHOD = ("GNU /usr/bin/time -f %M around the client process (its peak RSS)" if USE_TIME
-              else "VmHWM of the client process, polled from /proc every 20 ms")
+RSS_METHOD = (
+    "GNU /usr/bin/time -f %M around the client process (its peak RSS)"
+    if USE_TIME
+    else "VmHWM of the client process, polled from /proc every 20 ms"
+)
 
 
 class _HwmPoller(threading.Thread):
@@ -96,10 +105,17 @@ class _HwmPoller(threading.Thread):
             self.done.wait(0.02)
 
 
-def run_measured(cmd: list[str], *, stdout: int | IO[Any], stderr_path: Path | None,
-                 timeout: float, env: dict[str, str] | None = None,
-                 stdin: int | IO[Any] | None = subprocess.DEVNULL,
-                 on_start: Any = None, rss: bool = True) -> Measured:
+def run_measured(
+    cmd: list[str],
+    *,
+    stdout: int | IO[Any],
+    stderr_path: Path | None,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    stdin: int | IO[Any] | None = subprocess.DEVNULL,
+    on_start: Any = None,
+    rss: bool = True,
+) -> Measured:
     """Run ``cmd`` to completion (or kill its process group after ``timeout`` seconds).
 
     ``on_start(popen)`` runs right after the process started (e.g. to start a sampler).
@@ -117,9 +133,15 @@ def run_measured(cmd: list[str], *, stdout: int | IO[Any], stderr_path: Path | N
     poller = None
     try:
         started = time.perf_counter()
-        proc = subprocess.Popen(full, stdout=stdout, stderr=err, stdin=stdin, cwd=REPO,
-                                env=env if env is not None else os.environ.copy(),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            full,
+            stdout=stdout,
+            stderr=err,
+            stdin=stdin,
+            cwd=REPO,
+            env=env if env is not None else os.environ.copy(),
+            start_new_session=True,
+        )
         if rss and not USE_TIME:
             poller = _HwmPoller(proc.pid, cmd[0])
             poller.start()
@@ -159,9 +181,15 @@ def run_measured(cmd: list[str], *, stdout: int | IO[Any], stderr_path: Path | N
         peak_kb = int(text[-1]) if text and text[-1].strip().isdigit() else 0
     elif poller is not None:
         peak_kb = poller.peak_kb
-    return Measured(cmd=cmd, rc=None if killed.is_set() else proc.returncode, wall_s=wall,
-                    cpu_s=usage.ru_utime + usage.ru_stime, max_rss_kb=peak_kb,
-                    stderr_path=stderr_path, timed_out=killed.is_set())
+    return Measured(
+        cmd=cmd,
+        rc=None if killed.is_set() else proc.returncode,
+        wall_s=wall,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        max_rss_kb=peak_kb,
+        stderr_path=stderr_path,
+        timed_out=killed.is_set(),
+    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -281,8 +309,16 @@ class TreeSampler:
         largest peak RSS (MB) of its processes."""
         out: dict[str, dict[str, float]] = {}
         for rec in self.procs.values():
-            agg = out.setdefault(rec.label, {"start_s": rec.first_seen, "end_s": rec.last_seen,
-                                             "cpu_s": 0.0, "processes": 0, "max_rss_mb": 0.0})
+            agg = out.setdefault(
+                rec.label,
+                {
+                    "start_s": rec.first_seen,
+                    "end_s": rec.last_seen,
+                    "cpu_s": 0.0,
+                    "processes": 0,
+                    "max_rss_mb": 0.0,
+                },
+            )
             agg["start_s"] = min(agg["start_s"], rec.first_seen)
             agg["end_s"] = max(agg["end_s"], rec.last_seen)
             agg["cpu_s"] += rec.cpu_s

@@ -11,16 +11,46 @@ from procs import REPO
 
 # Functions on the per-record / per-page path worth watching (matched by function name).
 WATCH = [
-    "_sync_records", "request_records", "_request", "send", "validate_response",
-    "parse_response", "post_process", "_generate_record_messages",
-    "_generate_record_messages_batch", "_write_record_message", "write_message",
-    "_conform_record_data_types", "conform_record_data_types",
-    "pop_deselected_record_properties", "_pop_deselected_schema", "is_property_selected",
-    "utc_now", "format_message", "serialize_message", "_write_state_message",
-    "generate_record_message", "get_records", "_pass", "paged_records", "decode",
-    "encode", "encode_into", "getproxies_environment", "merge_environment_settings",
-    "get_environ_proxies", "request_decorator", "within_budget", "slot", "_list_records",
-    "_child_records", "consume", "fan_out", "_children_of", "_post_once", "pages",
+    "_sync_records",
+    "request_records",
+    "_request",
+    "send",
+    "validate_response",
+    "parse_response",
+    "post_process",
+    "_generate_record_messages",
+    "_generate_record_messages_batch",
+    "_write_record_message",
+    "write_message",
+    "_conform_record_data_types",
+    "conform_record_data_types",
+    "pop_deselected_record_properties",
+    "_pop_deselected_schema",
+    "is_property_selected",
+    "utc_now",
+    "format_message",
+    "serialize_message",
+    "_write_state_message",
+    "generate_record_message",
+    "get_records",
+    "_pass",
+    "paged_records",
+    "decode",
+    "encode",
+    "encode_into",
+    "getproxies_environment",
+    "merge_environment_settings",
+    "get_environ_proxies",
+    "request_decorator",
+    "within_budget",
+    "slot",
+    "_list_records",
+    "_child_records",
+    "consume",
+    "fan_out",
+    "_children_of",
+    "_post_once",
+    "pages",
 ]
 
 
@@ -28,10 +58,16 @@ WATCH = [
 # writing): the SDK's conformance and selection walks, the proxy lookup per request, the
 # RecordMessage timestamp, and the tap's own per-record hooks (post_process, the ledger).
 OVERHEAD = {
-    "conform_record_data_types": "singer_sdk", "pop_deselected_record_properties": "singer_sdk",
-    "getproxies_environment": "urllib", "utc_now": "singer_sdk", "post_process": "tap_ashby",
-    "entry": "tap_ashby", "encode_key": "tap_ashby", "add": "tap_ashby",
-    "values_at": "tap_ashby", "tombstone": "tap_ashby",
+    "conform_record_data_types": "singer_sdk",
+    "pop_deselected_record_properties": "singer_sdk",
+    "getproxies_environment": "urllib",
+    "utc_now": "singer_sdk",
+    "post_process": "tap_ashby",
+    "entry": "tap_ashby",
+    "encode_key": "tap_ashby",
+    "add": "tap_ashby",
+    "values_at": "tap_ashby",
+    "tombstone": "tap_ashby",
 }
 
 
@@ -74,8 +110,11 @@ def package(key: tuple[str, int, str]) -> str:
     if "/lib/python3." in filename:
         mod = filename.split("/lib/python3.", 1)[1].split("/", 1)[1]
         top = mod.split("/", 1)[0].removesuffix(".py")
-        return {"socket": "socket I/O (builtins)", "ssl": "socket I/O (builtins)",
-                "selectors": "socket I/O (builtins)"}.get(top, f"stdlib {top}")
+        return {
+            "socket": "socket I/O (builtins)",
+            "ssl": "socket I/O (builtins)",
+            "selectors": "socket I/O (builtins)",
+        }.get(top, f"stdlib {top}")
     return "other"
 
 
@@ -86,10 +125,20 @@ def _is_wrapper(key: tuple[str, int, str]) -> bool:
     """CLI and thread plumbing whose cumulative time is the whole run (skipped in the top
     cumulative list so that it starts at the SDK's and the tap's own functions)."""
     filename, _, func = key
-    return (filename == "~" and func in ("<built-in method builtins.exec>",)) or any(
-        part in filename for part in ("runpy", "profile_threads.py", "/click/",
-                                      "threading.py", "concurrent/futures/thread.py")) or \
-        filename.startswith("<string>")
+    return (
+        (filename == "~" and func in ("<built-in method builtins.exec>",))
+        or any(
+            part in filename
+            for part in (
+                "runpy",
+                "profile_threads.py",
+                "/click/",
+                "threading.py",
+                "concurrent/futures/thread.py",
+            )
+        )
+        or filename.startswith("<string>")
+    )
 
 
 def analyse(prof_path: Path, top: int = 15, records: int | None = None) -> dict[str, Any]:
@@ -101,10 +150,15 @@ def analyse(prof_path: Path, top: int = 15, records: int | None = None) -> dict[
 
     def entry(key: tuple[str, int, str], value: tuple) -> dict[str, Any]:
         cc, nc, tt, ct, _ = value
-        out = {"function": label(key), "ncalls": nc, "primitive_calls": cc,
-               "tottime": round(tt, 3), "cumtime": round(ct, 3),
-               "cum_pct": round(100 * ct / total, 1) if total else 0.0,
-               "self_pct": round(100 * tt / total, 1) if total else 0.0}
+        out = {
+            "function": label(key),
+            "ncalls": nc,
+            "primitive_calls": cc,
+            "tottime": round(tt, 3),
+            "cumtime": round(ct, 3),
+            "cum_pct": round(100 * ct / total, 1) if total else 0.0,
+            "self_pct": round(100 * tt / total, 1) if total else 0.0,
+        }
         if records:
             out["self_us_per_record"] = round(tt / records * 1e6, 2)
             out["cum_us_per_record"] = round(ct / records * 1e6, 2)
@@ -113,27 +167,38 @@ def analyse(prof_path: Path, top: int = 15, records: int | None = None) -> dict[
     items = list(raw.items())
     # The hot path: functions called per page or per record (at least HOT_CALLS times); the
     # CLI, stream and thread plumbing above them (called a handful of times) is left out.
-    by_cum = sorted((kv for kv in items if not _is_wrapper(kv[0]) and kv[1][1] >= HOT_CALLS),
-                    key=lambda kv: kv[1][3], reverse=True)[:top]
+    by_cum = sorted(
+        (kv for kv in items if not _is_wrapper(kv[0]) and kv[1][1] >= HOT_CALLS),
+        key=lambda kv: kv[1][3],
+        reverse=True,
+    )[:top]
     by_self = sorted(items, key=lambda kv: kv[1][2], reverse=True)[:top]
     packages: dict[str, float] = {}
     for key, value in items:
         packages[package(key)] = packages.get(package(key), 0.0) + value[2]
     watched = []
     for key, value in items:
-        if key[2] in WATCH and key[0] != "~" and (
-                "singer_sdk" in key[0] or "tap_ashby" in key[0] or "requests" in key[0]
-                or "urllib" in key[0]):
+        if (
+            key[2] in WATCH
+            and key[0] != "~"
+            and (
+                "singer_sdk" in key[0]
+                or "tap_ashby" in key[0]
+                or "requests" in key[0]
+                or "urllib" in key[0]
+            )
+        ):
             watched.append(entry(key, value))
     watched.sort(key=lambda e: e["cumtime"], reverse=True)
     # The largest self-time entries that are neither socket I/O nor import machinery.
-    hot = [entry(k, v) for k, v in sorted(items, key=lambda kv: kv[1][2], reverse=True)
-           if package(k) not in ("socket I/O (builtins)", "imports")][:10]
-    overhead = [entry(k, v) for k, v in items
-                if k[2] in OVERHEAD and OVERHEAD[k[2]] in k[0]]
+    hot = [
+        entry(k, v)
+        for k, v in sorted(items, key=lambda kv: kv[1][2], reverse=True)
+        if package(k) not in ("socket I/O (builtins)", "imports")
+    ][:10]
+    overhead = [entry(k, v) for k, v in items if k[2] in OVERHEAD and OVERHEAD[k[2]] in k[0]]
     overhead.sort(key=lambda e: e["cumtime"], reverse=True)
-    tap_own = [entry(k, v) for k, v in items if "/tap_ashby/" in k[0]
-               and "/emulator/" not in k[0]]
+    tap_own = [entry(k, v) for k, v in items if "/tap_ashby/" in k[0] and "/emulator/" not in k[0]]
     meta_path = Path(str(prof_path) + ".json")
     return {
         "total_s": round(total, 3),
@@ -145,10 +210,14 @@ def analyse(prof_path: Path, top: int = 15, records: int | None = None) -> dict[
         "overhead": overhead,
         "top_cumulative": [entry(k, v) for k, v in by_cum],
         "top_self": [entry(k, v) for k, v in by_self],
-        "by_package": [{"package": p, "self_s": round(s, 3),
-                        "pct": round(100 * s / total, 1) if total else 0.0}
-                       for p, s in sorted(packages.items(), key=lambda kv: kv[1],
-                                          reverse=True)],
+        "by_package": [
+            {
+                "package": p,
+                "self_s": round(s, 3),
+                "pct": round(100 * s / total, 1) if total else 0.0,
+            }
+            for p, s in sorted(packages.items(), key=lambda kv: kv[1], reverse=True)
+        ],
         "watched": watched[:20],
         "hot_self_non_io": hot,
     }

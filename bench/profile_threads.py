@@ -67,9 +67,14 @@ def main() -> int:
         stats.add(profile)
     stats.dump_stats(out)
     with open(out + ".json", "w", encoding="utf-8") as fh:
-        json.dump({"threads_profiled": len(finished) + 1,
-                   "threads_left_out": len(entries) - len(finished),
-                   "timer": "time.thread_time (CPU time of each thread)"}, fh)
+        json.dump(
+            {
+                "threads_profiled": len(finished) + 1,
+                "threads_left_out": len(entries) - len(finished),
+                "timer": "time.thread_time (CPU time of each thread)",
+            },
+            fh,
+        )
     return code
 
 

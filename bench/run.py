@@ -37,8 +37,17 @@ from procs import BENCH, REPO, RSS_METHOD
 from report import render
 from tapctl import STREAMS, discover, write_config
 
-SECTIONS = ("ceiling", "full", "incremental", "meltano", "fanout", "profile", "cpu", "latency",
-            "scale")
+SECTIONS = (
+    "ceiling",
+    "full",
+    "incremental",
+    "meltano",
+    "fanout",
+    "profile",
+    "cpu",
+    "latency",
+    "scale",
+)
 MODES: dict[str, dict[str, Any]] = {
     "full": {
         "scales": [10_000, 100_000, 1_000_000],
@@ -92,6 +101,7 @@ MODES: dict[str, dict[str, Any]] = {
 def _log(started: float) -> Callable[[str], None]:
     def log(message: str) -> None:
         print(f"[{time.monotonic() - started:7.1f}s] {message}", file=sys.stderr, flush=True)
+
     return log
 
 
@@ -107,11 +117,22 @@ def _versions() -> dict[str, str]:
 
 def _git() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=REPO, check=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, cwd=REPO, check=True,
-                               timeout=30).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
     return rev + (" + uncommitted changes" if dirty else "")
@@ -120,20 +141,41 @@ def _git() -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small scales (smoke test)")
-    parser.add_argument("--scales", type=lambda s: [int(x) for x in s.split(",")],
-                        help="candidates per scale, comma-separated (overrides the mode)")
-    parser.add_argument("--only", type=lambda s: s.split(","), default=list(SECTIONS),
-                        help=f"sections to run, comma-separated: {','.join(SECTIONS)}")
+    parser.add_argument(
+        "--scales",
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="candidates per scale, comma-separated (overrides the mode)",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda s: s.split(","),
+        default=list(SECTIONS),
+        help=f"sections to run, comma-separated: {','.join(SECTIONS)}",
+    )
     parser.add_argument("--fanout-apps", type=int, help="applications in the fan-out case")
-    parser.add_argument("--streams", type=lambda s: s.split(","), default=list(STREAMS),
-                        help="streams of the full-sync case (candidates,applications)")
-    parser.add_argument("--deadline-minutes", type=float,
-                        help="start no new case after this (default: 60 full, 8 quick)")
-    parser.add_argument("--out", type=Path, default=BENCH / "results",
-                        help="where report.md, report.json and tap.prof go")
+    parser.add_argument(
+        "--streams",
+        type=lambda s: s.split(","),
+        default=list(STREAMS),
+        help="streams of the full-sync case (candidates,applications)",
+    )
+    parser.add_argument(
+        "--deadline-minutes",
+        type=float,
+        help="start no new case after this (default: 60 full, 8 quick)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=BENCH / "results",
+        help="where report.md, report.json and tap.prof go",
+    )
     parser.add_argument("--keep-tmp", action="store_true", help="keep configs and logs")
-    parser.add_argument("--no-snapshot", action="store_true",
-                        help="run the live tap_ashby/ instead of a copy taken at the start")
+    parser.add_argument(
+        "--no-snapshot",
+        action="store_true",
+        help="run the live tap_ashby/ instead of a copy taken at the start",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
@@ -165,13 +207,26 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tap-ashby-bench-"))
     ctx = cases.Ctx(tmp=tmp, results=args.out, deadline=started + deadline_min * 60, log=log)
     results: dict[str, Any] = {
-        "meta": {"mode": mode, "started": datetime.now(timezone.utc).isoformat(
-            timespec="seconds"), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "versions": _versions(), "git": _git(), "rss_method": RSS_METHOD, "plan": plan,
-            "emulator": "python -m tap_ashby.emulator.cli, as shipped",
-            "skipped": [], "errors": []},
-        "ceiling": [], "probe": [], "full_sync": [], "incremental": [], "cpu": [],
-        "scale": [], "latency": {},
+        "meta": {
+            "mode": mode,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "versions": _versions(),
+            "git": _git(),
+            "rss_method": RSS_METHOD,
+            "plan": plan,
+            "emulator": "python -m ashby_emulator.cli, as shipped",
+            "skipped": [],
+            "errors": [],
+        },
+        "ceiling": [],
+        "probe": [],
+        "full_sync": [],
+        "incremental": [],
+        "cpu": [],
+        "scale": [],
+        "latency": {},
     }
     only = set(args.only)
     code = results["meta"]["code"] = {"tree_at_start": snapshot.digest()}
@@ -216,12 +271,19 @@ def main(argv: list[str] | None = None) -> int:
         if "cpu" in only and plan["cpu_scale"] not in scales:
             results["meta"]["skipped"].append(f"cpu: {plan['cpu_scale']:,} not in the scales")
         if "latency" in only:
-            latency.run(ctx, plan["latency_candidates"], plan["latencies"],
-                        results["latency"], attempt)
+            latency.run(
+                ctx, plan["latency_candidates"], plan["latencies"], results["latency"], attempt
+            )
             plots.latency_plot(results, args.out)
         if "scale" in only:
-            state_scale.run(ctx, plan["scale_rows"], plan["scale_apps_cap"],
-                            plan["scale_deletes"], results["scale"], attempt)
+            state_scale.run(
+                ctx,
+                plan["scale_rows"],
+                plan["scale_apps_cap"],
+                plan["scale_deletes"],
+                results["scale"],
+                attempt,
+            )
             plots.scale_plot(results, args.out)
     finally:
         code["tree_at_end"] = snapshot.digest()
@@ -237,13 +299,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def _needs_emulator(n: int, plan: dict[str, Any], only: set[str]) -> bool:
     """Whether any selected per-scale section runs at ``n`` candidates."""
-    return bool({"ceiling", "full"} & only) or ("incremental" in only and n in plan[
-        "incremental"]) or any(s in only and n == plan[key] for s, key in (
-            ("meltano", "meltano"), ("profile", "profile"), ("cpu", "cpu_scale")))
+    return (
+        bool({"ceiling", "full"} & only)
+        or ("incremental" in only and n in plan["incremental"])
+        or any(
+            s in only and n == plan[key]
+            for s, key in (("meltano", "meltano"), ("profile", "profile"), ("cpu", "cpu_scale"))
+        )
+    )
 
 
-def _scale(attempt: Any, ctx: cases.Ctx, emu: EmulatorProcess, plan: dict[str, Any],
-           only: set[str], results: dict[str, Any], out: Path) -> None:
+def _scale(
+    attempt: Any,
+    ctx: cases.Ctx,
+    emu: EmulatorProcess,
+    plan: dict[str, Any],
+    only: set[str],
+    results: dict[str, Any],
+    out: Path,
+) -> None:
     n = emu.candidates
     if "ceiling" in only:
         got = attempt(f"ceiling {n:,}", lambda: cases.ceiling(ctx, emu, plan["ceiling_pages"]))
@@ -256,40 +330,46 @@ def _scale(attempt: Any, ctx: cases.Ctx, emu: EmulatorProcess, plan: dict[str, A
         for stream in plan["streams"]:
             # At the cpu scale one set of interleaved runs serves both tables.
             reps = plan["cpu_reps"] if cpu else plan["reps"].get(n, 1)
-            got = attempt(f"full sync {stream} {n:,}" + (" (cpu)" if cpu else ""),
-                          lambda s=stream, r=reps: cases.full_sync(ctx, emu, s, r))
+            got = attempt(
+                f"full sync {stream} {n:,}" + (" (cpu)" if cpu else ""),
+                lambda s=stream, r=reps: cases.full_sync(ctx, emu, s, r),
+            )
             if got and "full" in only:
                 results["full_sync"].append(got)
             if got and cpu:
                 results["cpu"].append(got)
     if "meltano" in only and n == plan["meltano"]:
-        variants = [{"label": f"batch_size_rows={b}",
-                     "env": {"TARGET_DUCKDB_BATCH_SIZE_ROWS": str(b)}}
-                    for b in plan["meltano_batch_sizes"]]
-        results["meltano"] = attempt(f"meltano {n:,}", lambda: cases.meltano_run(
-            ctx, emu, variants, plan["meltano_reps"]))
+        variants = [
+            {"label": f"batch_size_rows={b}", "env": {"TARGET_DUCKDB_BATCH_SIZE_ROWS": str(b)}}
+            for b in plan["meltano_batch_sizes"]
+        ]
+        results["meltano"] = attempt(
+            f"meltano {n:,}", lambda: cases.meltano_run(ctx, emu, variants, plan["meltano_reps"])
+        )
     if "profile" in only and n == plan["profile"]:
         prof_path = out / "tap.prof"
 
         def run_profile() -> dict[str, Any]:
             run = cases.profile(ctx, emu, prof_path)
-            return {"run": run, "analysis": prof.analyse(prof_path, records=run["records"])
-                    if run["ok"] else None}
+            return {
+                "run": run,
+                "analysis": prof.analyse(prof_path, records=run["records"]) if run["ok"] else None,
+            }
 
         results["profile"] = attempt(f"profile {n:,}", run_profile)
     if "incremental" in only and n in plan["incremental"]:
-        got = attempt(f"incremental {n:,}",
-                      lambda: cases.incremental(ctx, emu, plan["fractions"]))
+        got = attempt(f"incremental {n:,}", lambda: cases.incremental(ctx, emu, plan["fractions"]))
         if got:
             results["incremental"].append(got)
 
 
-def _fan_out(attempt: Any, ctx: cases.Ctx, plan: dict[str, Any],
-             results: dict[str, Any]) -> None:
+def _fan_out(attempt: Any, ctx: cases.Ctx, plan: dict[str, Any], results: dict[str, Any]) -> None:
     results["fan_out"] = attempt(
         f"fan-out {plan['fanout_apps']:,} applications",
-        lambda: cases.fan_out(ctx, plan["fanout_apps"], plan["concurrency"],
-                              [plan["budget_rpm"], 0], plan["latency"]))
+        lambda: cases.fan_out(
+            ctx, plan["fanout_apps"], plan["concurrency"], [plan["budget_rpm"], 0], plan["latency"]
+        ),
+    )
 
 
 def save(results: dict[str, Any], out: Path, started: float) -> None:

@@ -33,8 +33,9 @@ def freeze(dest: Path) -> str:
     """Copy the code under test to ``dest``, put it first on PYTHONPATH; returns its digest."""
     dest.mkdir(parents=True, exist_ok=True)
     for part in PARTS:
-        shutil.copytree(REPO / part, dest / part,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            REPO / part, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(dest) + (os.pathsep + old if old else "")
     return digest(dest)

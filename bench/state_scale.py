@@ -31,8 +31,10 @@ from emu import EmulatorProcess
 
 JOBS = {
     "candidates": {"streams": ["candidates"], "delete_from": "candidates"},
-    "applications": {"streams": ["applications", "application_history"],
-                     "delete_from": "applications"},
+    "applications": {
+        "streams": ["applications", "application_history"],
+        "delete_from": "applications",
+    },
 }
 PER_PARENT = {"application_history": 3}  # emulator rows per application (org.py)
 
@@ -59,20 +61,37 @@ def ledger_files(root: Path, state: dict[str, Any] | None) -> dict[str, Any]:
     on_disk = sum(p.stat().st_size for p in root.rglob("*.ledger")) if root.exists() else 0
     total = sum(a["bytes"] for a in named.values())
     rows = sum(a["rows"] for a in named.values())
-    return {"streams": named, "bytes": total, "rows": rows,
-            "bytes_per_row": round(total / rows, 2) if rows else None,
-            "on_disk_bytes": on_disk}
+    return {
+        "streams": named,
+        "bytes": total,
+        "rows": rows,
+        "bytes_per_row": round(total / rows, 2) if rows else None,
+        "on_disk_bytes": on_disk,
+    }
 
 
 def _summarise(row: dict[str, Any], state: dict | None, ledger_dir: Path) -> dict[str, Any]:
-    keep = ("ok", "rc", "wall_s", "cpu_s", "max_rss_mb", "requests", "requests_by_endpoint",
-            "records", "emulator_cpu_util", "other_cpu_util", "state_lines", "error",
-            "timed_out")
+    keep = (
+        "ok",
+        "rc",
+        "wall_s",
+        "cpu_s",
+        "max_rss_mb",
+        "requests",
+        "requests_by_endpoint",
+        "records",
+        "emulator_cpu_util",
+        "other_cpu_util",
+        "state_lines",
+        "error",
+        "timed_out",
+    )
     out = {k: row.get(k) for k in keep if k in row}
     streams = (row.get("summary") or {}).get("streams") or {}
-    out["streams"] = {name: {k: v for k, v in s.items() if k in ("records", "requests",
-                                                                 "status", "deleted")}
-                      for name, s in streams.items()}
+    out["streams"] = {
+        name: {k: v for k, v in s.items() if k in ("records", "requests", "status", "deleted")}
+        for name, s in streams.items()
+    }
     out["ledger"] = ledger_files(ledger_dir, state)
     return out
 
@@ -82,21 +101,30 @@ def job(ctx: Ctx, kind: str, size: int, deletes: int, seed: int = 11) -> dict[st
     spec = JOBS[kind]
     streams = set(spec["streams"])
     ledger_dir = ctx.tmp / f"ledger-scale-{kind}-{size}"
-    out: dict[str, Any] = {"job": kind, "streams": spec["streams"], "candidates": size,
-                           "parent_rows": size, "deletes": deletes}
+    out: dict[str, Any] = {
+        "job": kind,
+        "streams": spec["streams"],
+        "candidates": size,
+        "parent_rows": size,
+        "deletes": deletes,
+    }
     with EmulatorProcess(size, ctx.path(f"emulator-scale-{kind}-{size}", ".log")) as emu:
         settings: dict[str, Any] = {"ledger_uri": str(ledger_dir)}
-        full, state = _tap_with_states(ctx, emu, streams, None, f"scale-full-{kind}-{size}",
-                                       settings)
+        full, state = _tap_with_states(
+            ctx, emu, streams, None, f"scale-full-{kind}-{size}", settings
+        )
         out["full"] = _summarise(full, state, ledger_dir)
-        ctx.log(f"  scale {kind} {size:,}: full {full.get('wall_s')} s, rss "
-                f"{full.get('max_rss_mb')} MB, state max "
-                f"{full['state_lines']['max_bytes']} B, ledger "
-                f"{out['full']['ledger']['bytes']:,} B"
-                + ("" if full.get("ok") else f"  FAILED: {full.get('error')}"))
+        ctx.log(
+            f"  scale {kind} {size:,}: full {full.get('wall_s')} s, rss "
+            f"{full.get('max_rss_mb')} MB, state max "
+            f"{full['state_lines']['max_bytes']} B, ledger "
+            f"{out['full']['ledger']['bytes']:,} B"
+            + ("" if full.get("ok") else f"  FAILED: {full.get('error')}")
+        )
         if not full.get("ok") or state is None or ctx.remaining() <= 0:
-            out["error"] = "full sync failed or left no STATE" if ctx.remaining() > 0 else \
-                "deadline"
+            out["error"] = (
+                "full sync failed or left no STATE" if ctx.remaining() > 0 else "deadline"
+            )
             return out
         started = time.perf_counter()
         ids = emu.ids(spec["delete_from"])
@@ -110,28 +138,41 @@ def job(ctx: Ctx, kind: str, size: int, deletes: int, seed: int = 11) -> dict[st
         out["expected_tombstones"] = {s: gone.get(s, 0) for s in spec["streams"]}
         out["mutate_s"] = round(time.perf_counter() - started, 2)
         settings = {"ledger_uri": str(ledger_dir), "reconcile_now": True}
-        rec, rec_state = _tap_with_states(ctx, emu, streams, state,
-                                          f"scale-reconcile-{kind}-{size}", settings)
+        rec, rec_state = _tap_with_states(
+            ctx, emu, streams, state, f"scale-reconcile-{kind}-{size}", settings
+        )
         out["reconcile"] = _summarise(rec, rec_state, ledger_dir)
-        got = {s: (out["reconcile"]["streams"].get(s) or {}).get("deleted")
-               for s in spec["streams"]}
+        got = {
+            s: (out["reconcile"]["streams"].get(s) or {}).get("deleted") for s in spec["streams"]
+        }
         out["tombstones"] = got
         out["tombstones_ok"] = got == out["expected_tombstones"]
-        ctx.log(f"  scale {kind} {size:,}: reconcile {rec.get('wall_s')} s, rss "
-                f"{rec.get('max_rss_mb')} MB, tombstones {got} (expected "
-                f"{out['expected_tombstones']})"
-                + ("" if rec.get("ok") else f"  FAILED: {rec.get('error')}"))
-    expected_records = {"candidates": size, "applications": size,
-                        "application_history": size * PER_PARENT["application_history"]}
+        ctx.log(
+            f"  scale {kind} {size:,}: reconcile {rec.get('wall_s')} s, rss "
+            f"{rec.get('max_rss_mb')} MB, tombstones {got} (expected "
+            f"{out['expected_tombstones']})"
+            + ("" if rec.get("ok") else f"  FAILED: {rec.get('error')}")
+        )
+    expected_records = {
+        "candidates": size,
+        "applications": size,
+        "application_history": size * PER_PARENT["application_history"],
+    }
     out["expected_records"] = sum(expected_records[s] for s in spec["streams"])
     out["expected_full_requests"] = 1 + sum(
-        math.ceil(size / 100) if s != "application_history" else size
-        for s in spec["streams"])
+        math.ceil(size / 100) if s != "application_history" else size for s in spec["streams"]
+    )
     return out
 
 
-def run(ctx: Ctx, rows: list[int], apps_cap: int, deletes: int,
-        results: list[dict[str, Any]], attempt: Any) -> None:
+def run(
+    ctx: Ctx,
+    rows: list[int],
+    apps_cap: int,
+    deletes: int,
+    results: list[dict[str, Any]],
+    attempt: Any,
+) -> None:
     """Every job of every row count, appended to ``results`` as it finishes."""
     done_apps: set[int] = set()
     for n in rows:
@@ -146,8 +187,9 @@ def run(ctx: Ctx, rows: list[int], apps_cap: int, deletes: int,
                     prev.setdefault("also_for_rows", []).append(n)
             continue
         done_apps.add(size)
-        got = attempt(f"scale applications {size:,}",
-                      lambda s=size: job(ctx, "applications", s, deletes))
+        got = attempt(
+            f"scale applications {size:,}", lambda s=size: job(ctx, "applications", s, deletes)
+        )
         if got:
             got["row"] = n
             results.append(got)

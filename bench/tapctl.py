@@ -19,8 +19,11 @@ STREAMS = {
     "applications": ("application.list", {"expand": ["openings"]}),
 }
 # "summary <stream> <n> records [<n> requests] <x> rec/s <status>" (the requests column is newer)
-SUMMARY = re.compile(r"summary (\S+)\s+(\d+) records\s+(?:(\d+) requests\s+)?([\d.]+) rec/s"
-                     r"\s+(.*)$", re.M)
+SUMMARY = re.compile(
+    r"summary (\S+)\s+(\d+) records\s+(?:(\d+) requests\s+)?([\d.]+) rec/s"
+    r"\s+(.*)$",
+    re.M,
+)
 TOTAL = re.compile(r"summary total (\d+) records(?:, (\d+) requests)? in ([\d.]+)s")
 DELETED = re.compile(r"reconciled \((\d+) deleted\)")
 
@@ -35,15 +38,25 @@ def write_config(path: Path, url: str, **settings: Any) -> Path:
     given as None is left out (the tap's default applies). The ledger of delivered keys goes
     under the run's temp directory (``<config dir>/ledger``), never to the user's data
     directory."""
-    config = {"api_key": KEY, "base_url": url, "requests_per_minute": 0,
-              "ledger_uri": str(path.parent / "ledger"), **settings}
+    config = {
+        "api_key": KEY,
+        "base_url": url,
+        "requests_per_minute": 0,
+        "ledger_uri": str(path.parent / "ledger"),
+        **settings,
+    }
     path.write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
     return path
 
 
 def discover(config_path: Path) -> dict[str, Any]:
-    out = subprocess.run([*tap_command(), "--config", str(config_path), "--discover"],
-                         capture_output=True, check=True, cwd=REPO, timeout=120)
+    out = subprocess.run(
+        [*tap_command(), "--config", str(config_path), "--discover"],
+        capture_output=True,
+        check=True,
+        cwd=REPO,
+        timeout=120,
+    )
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
@@ -66,15 +79,20 @@ def parse_summary(stderr_text: str) -> dict[str, Any]:
             continue
         n, r = int(records), float(rate)
         deleted = DELETED.search(status)
-        streams[name] = {"records": n, "seconds": (n / r) if r else 0.0,
-                         "requests": int(requests) if requests else None,
-                         "status": status.strip(),
-                         "deleted": int(deleted.group(1)) if deleted else None}
+        streams[name] = {
+            "records": n,
+            "seconds": (n / r) if r else 0.0,
+            "requests": int(requests) if requests else None,
+            "status": status.strip(),
+            "deleted": int(deleted.group(1)) if deleted else None,
+        }
     total = TOTAL.search(stderr_text)
-    return {"streams": streams,
-            "records": int(total.group(1)) if total else None,
-            "requests": int(total.group(2)) if total and total.group(2) else None,
-            "seconds": float(total.group(3)) if total else None}
+    return {
+        "streams": streams,
+        "records": int(total.group(1)) if total else None,
+        "requests": int(total.group(2)) if total and total.group(2) else None,
+        "seconds": float(total.group(3)) if total else None,
+    }
 
 
 def last_state(states_path: Path) -> dict[str, Any] | None:

@@ -39,8 +39,10 @@ def settings_table() -> str:
 
 
 def streams_table() -> str:
-    lines = ["| stream | endpoint | primary key | parent | incremental | default | note |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| stream | endpoint | primary key | parent | incremental | default | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in ROWS:
         if row.parent:
             parent = f"`{row.parent.stream}` (`{row.parent.param}`)"
@@ -56,14 +58,17 @@ def streams_table() -> str:
             note = row.note
         keys = ", ".join(f"`{k}`" for k in row.primary_keys)
         default = "yes" if row.selected_by_default else "no"
-        lines.append(f"| `{row.stream}` | `{row.path}` | {keys} | {parent} | {inc} | "
-                     f"{default} | {note} |")
+        lines.append(
+            f"| `{row.stream}` | `{row.path}` | {keys} | {parent} | {inc} | {default} | {note} |"
+        )
     total = len(ROWS)
     incremental = sum(1 for r in ROWS if r.incremental)
     children = sum(1 for r in ROWS if r.parent)
     lines.append("")
-    lines.append(f"{total} streams: {incremental} incremental, {children} child streams, "
-                 f"{sum(1 for r in ROWS if r.selected_by_default)} selected by default.")
+    lines.append(
+        f"{total} streams: {incremental} incremental, {children} child streams, "
+        f"{sum(1 for r in ROWS if r.selected_by_default)} selected by default."
+    )
     return "\n".join(lines)
 
 
@@ -72,8 +77,9 @@ BLOCKS = {"settings": settings_table, "streams": streams_table}
 
 def _kind(spec: dict) -> str:
     types = spec.get("type", "string")
-    kind = next((t for t in ([types] if isinstance(types, str) else types) if t != "null"),
-                "string")
+    kind = next(
+        (t for t in ([types] if isinstance(types, str) else types) if t != "null"), "string"
+    )
     if spec.get("enum"):
         return "options"
     if kind == "string" and spec.get("format") == "date-time":
@@ -89,10 +95,10 @@ def meltano_settings() -> list[str]:
     TapAshby.append_builtin_config(schema)  # what --about shows: the SDK's settings too
     for name, spec in schema["properties"].items():
         description = " ".join(str(spec.get("description", "")).split())
-        out += [f"- name: {name}", f"  label: {spec.get('title') or name}",
-                "  description: >-"]
-        lines = textwrap.wrap(description, 88, break_on_hyphens=False,
-                              break_long_words=False) or ['""']
+        out += [f"- name: {name}", f"  label: {spec.get('title') or name}", "  description: >-"]
+        lines = textwrap.wrap(description, 88, break_on_hyphens=False, break_long_words=False) or [
+            '""'
+        ]
         out += [f"    {line}" for line in lines]
         out.append(f"  kind: {_kind(spec)}")
         if spec.get("secret") or spec.get("writeOnly"):
@@ -120,7 +126,7 @@ def render_meltano(text: str) -> str:
         indent = match.group(1)
         body = "\n".join(indent + line for chunk in build() for line in chunk.split("\n"))
         block = f"{indent}{start}\n{body}\n{indent}{end}"
-        text = text[:match.start()] + block + text[match.end():]
+        text = text[: match.start()] + block + text[match.end() :]
     return text
 
 
@@ -131,7 +137,7 @@ def render(text: str) -> str:
         if not pattern.search(text):
             raise SystemExit(f"README.md lacks the {start} / {end} markers")
         block = f"{start}\n{build()}\n{end}"
-        text = pattern.sub(lambda _m, b=block: b, text)
+        text = pattern.sub(lambda _m, b=block: b, text)  # type: ignore[misc]
     return text
 
 

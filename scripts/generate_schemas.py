@@ -21,11 +21,17 @@ sys.path.insert(0, str(ROOT))
 
 from tap_ashby.endpoints import ROWS  # noqa: E402
 
-CATALOG = json.loads((ROOT / "tap_ashby" / "emulator" / "catalog.json").read_text())
+CATALOG = json.loads((ROOT / "emulator" / "ashby_emulator" / "catalog.json").read_text())
 ANY_TYPE = ["string", "number", "boolean", "object", "array", "null"]
 # Fields of the object that this list endpoint never returns (catalog audit: info-only).
-LIST_OMITS = {"application.list": {"applicationHistory", "applicationFormSubmissions",
-                                   "referrals", "resumeFileHandle"}}
+LIST_OMITS = {
+    "application.list": {
+        "applicationHistory",
+        "applicationFormSubmissions",
+        "referrals",
+        "resumeFileHandle",
+    }
+}
 
 
 def convert(spec: dict[str, Any], top_level: bool = False) -> dict[str, Any]:
@@ -52,8 +58,9 @@ def schema_for(row: Any) -> dict[str, Any]:
     endpoint = next(e for e in CATALOG["endpoints"] if e["path"] == row.path)
     fields = CATALOG["objects"][endpoint["object"]]["fields"]
     omit = LIST_OMITS.get(row.path, set())
-    props = {name: convert(spec, top_level=True) for name, spec in fields.items()
-             if name not in omit}
+    props = {
+        name: convert(spec, top_level=True) for name, spec in fields.items() if name not in omit
+    }
     extra = [row.parent.inject] if row.parent and row.parent.inject else []
     extra += [row.partition_param] if row.partition_param else []
     for name in extra:

@@ -1,3 +1,3 @@
 """tap-ashby: a Singer tap for the Ashby ATS."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

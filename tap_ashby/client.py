@@ -38,8 +38,11 @@ MAX_BACKOFF_SECONDS = 60.0
 MAX_RETRY_AFTER_SECONDS = 3600.0  # a larger Retry-After is taken as an hour
 DELTA_SECONDS = re.compile(r"\d+(\.\d+)?")
 PARTNER_BACKOFF_FACTOR = 4  # a partner-wide 429 is shared by every customer: wait longer
-TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError)
+TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
 WARN_VERSION_STATUSES = frozenset({"deprecated", "unsupported"})
 
 
@@ -88,8 +91,9 @@ def backoff_seconds(attempt: int, base: float, told: float | None, partner: bool
 class AshbyClient:
     """Thread-safe Ashby API client: one ``requests`` session per thread."""
 
-    def __init__(self, config: Mapping[str, Any], budget: RequestBudget,
-                 logger: logging.Logger) -> None:
+    def __init__(
+        self, config: Mapping[str, Any], budget: RequestBudget, logger: logging.Logger
+    ) -> None:
         self.base_url = str(config["base_url"]).rstrip("/")
         self.api_version = str(config["api_version"])
         self.timeout = float(config["request_timeout"])
@@ -111,13 +115,19 @@ class AshbyClient:
             # Proxies and CA bundle read from the environment once, not on every request
             # (requests' per-request environment lookup cost ~1.4 ms a call: bench report).
             session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
-            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or \
-                os.environ.get("CURL_CA_BUNDLE") or True
+            session.verify = (
+                os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            )
             session.trust_env = False
             session.auth = self._auth
-            session.headers.update({
-                "Accept": "application/json", "Content-Type": "application/json",
-                "User-Agent": f"tap-ashby/{__version__}", "Ashby-Version": self.api_version})
+            session.headers.update(
+                {
+                    "Accept": "application/json",
+                    "Content-Type": "application/json",
+                    "User-Agent": f"tap-ashby/{__version__}",
+                    "Ashby-Version": self.api_version,
+                }
+            )
             self._local.session = session
         return session
 
@@ -143,9 +153,12 @@ class AshbyClient:
                 told = retry_after_seconds(response)
                 partner = isinstance(err, PartnerRateLimited)
                 if partner:
-                    self.warn_once("partner", "Ashby is throttling the integration's combined "
-                                   "traffic (X-RateLimit-Scope: integration-partner); "
-                                   "backing off longer")
+                    self.warn_once(
+                        "partner",
+                        "Ashby is throttling the integration's combined "
+                        "traffic (X-RateLimit-Scope: integration-partner); "
+                        "backing off longer",
+                    )
                 wait = backoff_seconds(attempt, self.base_delay, told, partner)
                 if told is not None or partner:
                     self.budget.pause(wait)  # every worker waits, not just this one
@@ -156,27 +169,38 @@ class AshbyClient:
         with self.budget.slot():
             with self._lock:
                 self.requests[owner] += 1
-            response = self._session().post(f"{self.base_url}/{call.path}",
-                                            data=_ENCODE.encode(body), timeout=self.timeout)
+            response = self._session().post(
+                f"{self.base_url}/{call.path}", data=_ENCODE.encode(body), timeout=self.timeout
+            )
         self._check_version(response)
         try:
             parsed: Any = _DECODE.decode(response.content) if response.content else None
         except msgspec.DecodeError:
             parsed = None
-        error = classify(call.path, response.status_code, parsed, call.permission,
-                         response.headers, self.api_version)
+        error = classify(
+            call.path,
+            response.status_code,
+            parsed,
+            call.permission,
+            response.headers,
+            self.api_version,
+        )
         if error is not None:
             if isinstance(error, RetriableAPIError):
                 error.response = response
             raise error
-        return parsed  # type: ignore[no-any-return]
+        return parsed
 
     def _check_version(self, response: requests.Response) -> None:
         status = (response.headers.get("Ashby-Version-Status") or "").lower()
         if status in WARN_VERSION_STATUSES:
             version = response.headers.get("Ashby-Version") or self.api_version
-            self.warn_once(f"version:{status}", "Ashby API version %s is %s: plan a move "
-                           "to a newer api_version (see the README)", version, status)
+            self.warn_once(
+                f"version:{status}",
+                "Ashby API version %s is %s: plan a move to a newer api_version (see the README)",
+                version,
+                status,
+            )
 
     # a list ------------------------------------------------------------------------------
     def pages(self, call: Call, sync_token: str | None, owner: str) -> Iterator[Page]:
@@ -199,8 +223,7 @@ class AshbyClient:
                     body["syncToken"] = sync_token
             answer = self.post(call, body, owner)
             results = answer.get("results")
-            rows = results if isinstance(results, list) else ([] if results is None
-                                                              else [results])
+            rows = results if isinstance(results, list) else ([] if results is None else [results])
             cursor = answer.get("nextCursor")
             if answer.get("moreDataAvailable") and cursor:
                 yield Page(rows, last=False)

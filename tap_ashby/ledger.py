@@ -70,8 +70,11 @@ def encode_key(value: Any, parent: str = "") -> bytes:
         return EMPTY
     if parent and text == parent:
         return SAME_AS_PARENT
-    if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-" \
-            and text.lower() == text:  # canonical form only, so decoding gives it back
+    if (
+        len(text) == 36
+        and text[8] == text[13] == text[18] == text[23] == "-"
+        and text.lower() == text
+    ):  # canonical form only, so decoding gives it back
         try:
             raw = bytes.fromhex(text.replace("-", ""))
         except ValueError:
@@ -83,15 +86,15 @@ def encode_key(value: Any, parent: str = "") -> bytes:
 
 
 def _decode_key(data: bytes, pos: int, parent: str) -> tuple[str, int]:
-    tag = data[pos:pos + 1]
+    tag = data[pos : pos + 1]
     if tag == EMPTY:
         return "", pos + 1
     if tag == SAME_AS_PARENT:
         return parent, pos + 1
     if tag == UUID_KEY:
-        return str(uuid.UUID(bytes=data[pos + 1:pos + 17])), pos + 17
+        return str(uuid.UUID(bytes=data[pos + 1 : pos + 17])), pos + 17
     size, start = _read_varint(data, pos + 1)
-    return data[start:start + size].decode(), start + size
+    return data[start : start + size].decode(), start + size
 
 
 def decode_key(item: bytes) -> str:
@@ -100,7 +103,7 @@ def decode_key(item: bytes) -> str:
 
 
 def _key_length(data: bytes, pos: int) -> int:
-    tag = data[pos:pos + 1]
+    tag = data[pos : pos + 1]
     if tag in (EMPTY, SAME_AS_PARENT):
         return 1
     if tag == UUID_KEY:
@@ -195,16 +198,26 @@ class LedgerRef:
     scope: str
 
     def as_state(self) -> dict[str, Any]:
-        return {"lineage": self.lineage, "gen": self.gen, "rows": self.rows,
-                "sha256": self.sha256, "scope": self.scope}
+        return {
+            "lineage": self.lineage,
+            "gen": self.gen,
+            "rows": self.rows,
+            "sha256": self.sha256,
+            "scope": self.scope,
+        }
 
     @classmethod
     def from_state(cls, value: Any) -> LedgerRef | None:
         if not isinstance(value, dict):
             return None
         try:
-            return cls(str(value["lineage"]), str(value["gen"]), int(value["rows"]),
-                       str(value["sha256"]), str(value["scope"]))
+            return cls(
+                str(value["lineage"]),
+                str(value["gen"]),
+                int(value["rows"]),
+                str(value["sha256"]),
+                str(value["scope"]),
+            )
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -289,8 +302,13 @@ def _membership(parents: Iterator[bytes] | None) -> Any:
     return contains
 
 
-def merge(before: Iterator[bytes], after: Iterator[bytes], replaced: Iterator[bytes] | None,
-          live: Iterator[bytes] | None, gone: list[bytes]) -> Iterator[bytes]:
+def merge(
+    before: Iterator[bytes],
+    after: Iterator[bytes],
+    replaced: Iterator[bytes] | None,
+    live: Iterator[bytes] | None,
+    gone: list[bytes],
+) -> Iterator[bytes]:
     """The next generation, streamed in sorted order; vanished entries go to ``gone``.
 
     ``before``: what was delivered (sorted); ``after``: what this run saw (sorted).
@@ -370,26 +388,34 @@ class LedgerStore:
     def fetch(self, stream: str, ref: LedgerRef, scope: str) -> str:
         """A verified local copy of the generation ``ref`` names."""
         if ref.scope != scope:
-            raise LedgerUnavailable("it was built for other settings (base_url or filters "
-                                    "changed)")
+            raise LedgerUnavailable("it was built for other settings (base_url or filters changed)")
         fd, local = tempfile.mkstemp(suffix=".ledger", dir=self.workdir)
         os.close(fd)
         try:
             self.fs.get_file(self._path(stream, ref.lineage, ref.gen), local)
         except (OSError, ValueError) as err:
-            raise LedgerUnavailable(f"generation {ref.gen} cannot be read from "
-                                    f"{self.uri} ({type(err).__name__})") from err
+            raise LedgerUnavailable(
+                f"generation {ref.gen} cannot be read from {self.uri} ({type(err).__name__})"
+            ) from err
         try:
             header = ledger_header(local)
         except ValueError:
             header = {}
         if file_sha256(local) != ref.sha256 or header.get("scope") != scope:
-            raise LedgerUnavailable(f"generation {ref.gen} in {self.uri} does not match the "
-                                    "state (another org, other filters, or damaged)")
+            raise LedgerUnavailable(
+                f"generation {ref.gen} in {self.uri} does not match the "
+                "state (another org, other filters, or damaged)"
+            )
         return local
 
-    def publish(self, stream: str, lineage: str, local: str, rows: int, scope: str,
-                ) -> LedgerRef:
+    def publish(
+        self,
+        stream: str,
+        lineage: str,
+        local: str,
+        rows: int,
+        scope: str,
+    ) -> LedgerRef:
         """Upload a finished local file as a new generation (never overwrites one)."""
         gen = uuid.uuid4().hex
         target = self._path(stream, lineage, gen)

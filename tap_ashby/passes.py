@@ -35,8 +35,14 @@ class PassOutcome:
     full: bool = True
 
 
-def read_pass(client: AshbyClient, call: Call, token: str | None, owner: str,
-              logger: logging.Logger, outcome: PassOutcome) -> Iterator[Rows]:
+def read_pass(
+    client: AshbyClient,
+    call: Call,
+    token: str | None,
+    owner: str,
+    logger: logging.Logger,
+    outcome: PassOutcome,
+) -> Iterator[Rows]:
     """Pages of one pass; ``outcome`` is filled in when the pass has ended.
 
     A refused token (expired, invalid, or ``incremental_sync_too_large`` after some pages)
@@ -54,15 +60,18 @@ def read_pass(client: AshbyClient, call: Call, token: str | None, owner: str,
         except SyncTokenRejected as err:
             if token is None:
                 raise
-            logger.warning("%s: %s: the stored syncToken cannot be used (%s); doing a full "
-                           "pass", owner, call.path, err.code)
+            logger.warning(
+                "%s: %s: the stored syncToken cannot be used (%s); doing a full pass",
+                owner,
+                call.path,
+                err.code,
+            )
             token = None
         except CursorExpired as err:
             restarts += 1
             if restarts > MAX_PASS_RESTARTS:
                 raise
-            logger.warning("%s: cursor expired mid-pass (%s); restarting the pass", owner,
-                           err.code)
+            logger.warning("%s: cursor expired mid-pass (%s); restarting the pass", owner, err.code)
     outcome.full = token is None
 
 
@@ -118,8 +127,10 @@ class Prefetcher:
         self._depth = max(1, depth)
         self._jobs: dict[Any, _Job] = {}
         self._todo: queue.Queue[_Job | None] = queue.Queue()
-        self._threads = [threading.Thread(target=self._work, daemon=True,
-                                          name=f"prefetch-{i}") for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, daemon=True, name=f"prefetch-{i}")
+            for i in range(workers)
+        ]
         for thread in self._threads:
             thread.start()
 

@@ -4,6 +4,7 @@ passes, the parent keys a pass hands to child streams, and reconcile scans."""
 from __future__ import annotations
 
 import atexit
+import functools
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -34,7 +35,8 @@ class KeySpools:
         for child in children:
             assert child.endpoint.parent is not None
             handle = tempfile.NamedTemporaryFile(  # noqa: SIM115
-                "w", dir=workdir, suffix=".keys", delete=False, encoding="utf-8")
+                "w", dir=workdir, suffix=".keys", delete=False, encoding="utf-8"
+            )
             self.files[child.name] = handle.name
             self._writers.append((child.endpoint.parent.field, handle))
 
@@ -59,13 +61,15 @@ class SyncRun:
 
     def __init__(self, config: Any, logger: Any) -> None:
         self.config, self.logger = config, logger
-        self.budget = RequestBudget(int(config["requests_per_minute"]),
-                                    int(config["max_concurrency"]))
+        self.budget = RequestBudget(
+            int(config["requests_per_minute"]), int(config["max_concurrency"])
+        )
         self.client = AshbyClient(config, self.budget, logger)
         self.workdir = tempfile.mkdtemp(prefix="tap-ashby-")
         atexit.register(shutil.rmtree, self.workdir, True)
-        self.ledgers = LedgerStore(config.get("ledger_uri") or default_ledger_uri(),
-                                   self.workdir, logger)
+        self.ledgers = LedgerStore(
+            config.get("ledger_uri") or default_ledger_uri(), self.workdir, logger
+        )
         self.prefetcher: Prefetcher | None = None
         self._planned: dict[Any, tuple[PassOutcome, str]] = {}
         self._passes: dict[str, tuple[PassOutcome, str, dict[str, str]]] = {}
@@ -101,7 +105,8 @@ class SyncRun:
         for stream in streams:
             if not stream.selected or stream.parent_stream is not None:
                 continue
-            for context in stream.partitions or [None]:
+            contexts: list[Any] = stream.partitions or [None]  # type: ignore[list-item]
+            for context in contexts:
                 self._submit(stream, context)
 
     def _submit(self, stream: EndpointStream, context: Context | None) -> None:
@@ -123,7 +128,7 @@ class SyncRun:
         the budget stays busy across stream boundaries. At most ``CHILDREN_AHEAD`` streams,
         each on a thread of its own with a bounded buffer."""
         assert self.prefetcher is not None
-        later = self._order[self._order.index(current) + 1:] if current in self._order else []
+        later = self._order[self._order.index(current) + 1 :] if current in self._order else []
         children = [s for s in later if s.parent_stream is not None][:CHILDREN_AHEAD]
         for child in children:
             if child.name in self._children_ahead:
@@ -132,8 +137,10 @@ class SyncRun:
             if shared is None or not child.fans_out_changed_parents(shared[1]):
                 return  # later children wait: they are consumed after this one
             self._children_ahead.add(child.name)
-            self.prefetcher.start_now(("children", child.name),
-                                      lambda c=child, keys=shared[0]: c.fan_out(keys))
+            keys = shared[0]
+            self.prefetcher.start_now(
+                ("children", child.name), functools.partial(child.fan_out, keys)
+            )
 
     def take_children(self, child: EndpointStream) -> Iterator[tuple[Any, Rows]] | None:
         """The fan-out started ahead for ``child``, if any."""
@@ -144,8 +151,9 @@ class SyncRun:
             self.prefetcher.close()
 
     # passes --------------------------------------------------------------------------------
-    def take_pass(self, stream: EndpointStream, context: Context | None,
-                  state: dict[str, Any]) -> tuple[Iterator[Rows], PassOutcome, str]:
+    def take_pass(
+        self, stream: EndpointStream, context: Context | None, state: dict[str, Any]
+    ) -> tuple[Iterator[Rows], PassOutcome, str]:
         """The stream's pass: prefetched if planned, else read here."""
         key = (stream.name, repr(context))
         pages = self.prefetcher.take(key) if self.prefetcher else None
@@ -154,21 +162,29 @@ class SyncRun:
             return pages, outcome, since
         token, _ = stream.start_token(state)
         outcome, since = PassOutcome(), now_iso()
-        return (read_pass(self.client, stream.call(context), token, stream.name,
-                          stream.logger, outcome), outcome, since)
+        return (
+            read_pass(
+                self.client, stream.call(context), token, stream.name, stream.logger, outcome
+            ),
+            outcome,
+            since,
+        )
 
     def open_spools(self, stream: EndpointStream) -> KeySpools:
         return KeySpools(stream.child_streams_selected, self.workdir)
 
-    def publish_pass(self, stream: EndpointStream, outcome: PassOutcome, since: str,
-                     spools: KeySpools) -> None:
+    def publish_pass(
+        self, stream: EndpointStream, outcome: PassOutcome, since: str, spools: KeySpools
+    ) -> None:
         """Hand a finished pass to the child streams that come later in the run."""
         spools.close()
         self._passes[stream.name] = (outcome, since, spools.files)
         self._children_ahead_of(stream)
 
-    def shared_keys(self, child: EndpointStream,
-                    ) -> tuple[Iterator[str], PassOutcome, str] | None:
+    def shared_keys(
+        self,
+        child: EndpointStream,
+    ) -> tuple[Iterator[str], PassOutcome, str] | None:
         """Parent keys from this run's pass of the child's parent, if there was one."""
         assert child.endpoint.parent is not None
         shared = self._passes.get(child.endpoint.parent.stream)
@@ -177,8 +193,9 @@ class SyncRun:
         outcome, since, files = shared
         return _lines(files[child.name]), outcome, since
 
-    def scan(self, stream: EndpointStream, field: str,
-             partition: Context | None = None) -> SortedSpill:
+    def scan(
+        self, stream: EndpointStream, field: str, partition: Context | None = None
+    ) -> SortedSpill:
         """Every current value of ``field`` in ``stream``'s list, sorted and encoded
         (reconcile); one scan per run serves every stream that needs it."""
         key = (stream.name, field, repr(partition))

@@ -68,13 +68,18 @@ class EndpointStream(Stream):
         self.primary_keys = list(endpoint.primary_keys)
         self.selected_by_default = endpoint.selected_by_default
         self.skipped_reason: str | None = None
-        self.stats: dict[str, Any] = {"records": 0, "deleted": 0, "passes": "full",
-                                      "reconciled": False, "seconds": 0.0,
-                                      "new_fields": set()}
+        self.stats: dict[str, Any] = {
+            "records": 0,
+            "deleted": 0,
+            "passes": "full",
+            "reconciled": False,
+            "seconds": 0.0,
+            "new_fields": set(),
+        }
 
     @property
     def run(self) -> SyncRun:
-        return self._tap.run  # type: ignore[attr-defined, no-any-return]
+        return self._tap.run  # type: ignore[attr-defined]
 
     @property
     def emit_activate_version_messages(self) -> bool:
@@ -99,9 +104,14 @@ class EndpointStream(Stream):
     @cached_property
     def child_streams_selected(self) -> list[EndpointStream]:
         """Selected streams that read their parent keys from this stream's pass."""
-        return [s for s in self._tap.streams.values()  # type: ignore[attr-defined]
-                if isinstance(s, EndpointStream) and s.selected
-                and s.endpoint.parent and s.endpoint.parent.stream == self.name]
+        return [
+            s
+            for s in self._tap.streams.values()
+            if isinstance(s, EndpointStream)
+            and s.selected
+            and s.endpoint.parent
+            and s.endpoint.parent.stream == self.name
+        ]
 
     @property
     def ledgered(self) -> bool:
@@ -127,9 +137,16 @@ class EndpointStream(Stream):
 
     def scope(self, partition: Context | None) -> str:
         """Identity of what a ledger was built from: API root, endpoint, filters."""
-        raw = json.dumps([self.config["base_url"], self.name, self.call(partition).body,
-                          self.endpoint.parent.field if self.endpoint.parent else ""],
-                         sort_keys=True, default=str)
+        raw = json.dumps(
+            [
+                self.config["base_url"],
+                self.name,
+                self.call(partition).body,
+                self.endpoint.parent.field if self.endpoint.parent else "",
+            ],
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     def start_token(self, state: dict[str, Any]) -> tuple[str | None, Any]:
@@ -138,31 +155,43 @@ class EndpointStream(Stream):
         if not self.endpoint.sync_token:
             return None, None
         marks = [(state.get("sync_token"), state.get("token_since"))]
-        marks += [(c.get_context_state(None).get("parent_sync_token"),
-                   c.get_context_state(None).get("token_since"))
-                  for c in self.child_streams_selected]
+        marks += [
+            (
+                c.get_context_state(None).get("parent_sync_token"),
+                c.get_context_state(None).get("token_since"),
+            )
+            for c in self.child_streams_selected
+        ]
         if any(token is None for token, _ in marks):
             return None, None
         return min(marks, key=lambda m: str(m[1] or ""))
 
-    def source_records(self, token: str | None, outcome: PassOutcome,
-                       partition: Context | None = None) -> Iterator[Rows]:
+    def source_records(
+        self, token: str | None, outcome: PassOutcome, partition: Context | None = None
+    ) -> Iterator[Rows]:
         """This stream's rows without emitting them (for children and reconcile scans)."""
         if self.parent_stream is None:
-            yield from read_pass(self.run.client, self.call(partition), token, self.name,
-                                 self.logger, outcome)
+            yield from read_pass(
+                self.run.client, self.call(partition), token, self.name, self.logger, outcome
+            )
             return
         assert self.endpoint.parent is not None
-        keys = (v for rows in self.parent_stream.source_records(token, outcome)
-                for rec in rows for v in values_at(rec, self.endpoint.parent.field))
+        keys = (
+            v
+            for rows in self.parent_stream.source_records(token, outcome)
+            for rec in rows
+            for v in values_at(rec, self.endpoint.parent.field)
+        )
         for _, children in self.fan_out(keys):
             yield children
 
     # records ------------------------------------------------------------------------------
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         started = datetime.now(timezone.utc)
-        self.run.start([s for s in self._tap.streams.values()  # type: ignore[attr-defined]
-                        if isinstance(s, EndpointStream)], self)
+        self.run.start(
+            [s for s in self._tap.streams.values() if isinstance(s, EndpointStream)],
+            self,
+        )
         if self.endpoint.partition_param == "reportId" and not context:
             self.logger.info("report_results: no report_ids configured; nothing to read")
             return
@@ -181,17 +210,25 @@ class EndpointStream(Stream):
             if not (part and context and part != "reportId"):
                 raise
             # A partition value Ashby no longer accepts (surveyType) is skipped, not fatal.
-            self.logger.warning("%s: Ashby refused %s=%s; skipping it (%s)", self.name, part,
-                                context[part], err)
+            self.logger.warning(
+                "%s: Ashby refused %s=%s; skipping it (%s)", self.name, part, context[part], err
+            )
         finally:
             self.stats["seconds"] += (datetime.now(timezone.utc) - started).total_seconds()
 
     def _ledger(self, state: dict[str, Any], partition: Context | None) -> LedgerRun | None:
         if not self.ledgered:
             return None
-        return LedgerRun(self.run.ledgers, self.name, self.primary_keys, self.scope(partition),
-                         state, self.logger, int(self.config["reconcile_every_n_runs"]),
-                         bool(self.config["reconcile_now"]))
+        return LedgerRun(
+            self.run.ledgers,
+            self.name,
+            list(self.primary_keys),
+            self.scope(partition),
+            state,
+            self.logger,
+            int(self.config["reconcile_every_n_runs"]),
+            bool(self.config["reconcile_now"]),
+        )
 
     def _list_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
         state = self.get_context_state(context)
@@ -212,11 +249,14 @@ class EndpointStream(Stream):
             current = None
             if not outcome.full and ledger.due:
                 (pk,) = self.primary_keys  # ledgered lists are keyed on one field
-                current = (encode_key("") + key
-                           for key in self.run.scan(self, pk, context))
+                current = (encode_key("") + key for key in self.run.scan(self, pk, context))
             reconciled = outcome.full or current is not None
-            yield from ledger.close(replaced=None if reconciled else [], live=None,
-                                    current=current, reconciled=reconciled)
+            yield from ledger.close(
+                replaced=None if reconciled else [],
+                live=None,
+                current=current,
+                reconciled=reconciled,
+            )
             commit.update(ledger.commit)
             self.stats["reconciled"] = ledger.reconciled
         if outcome.token:
@@ -242,14 +282,21 @@ class EndpointStream(Stream):
             outcome, since = PassOutcome(), now_iso()
             full = every_parent or (ledger is not None and ledger.due)
             token = None if full else state.get("parent_sync_token")
-            keys: Iterable[Any] = (v for rows in parent.source_records(token, outcome)
-                                   for rec in rows for v in values_at(rec, ep.parent.field))
+            keys: Iterable[Any] = (
+                v
+                for rows in parent.source_records(token, outcome)
+                for rec in rows
+                for v in values_at(rec, ep.parent.field)
+            )
         else:
             keys, outcome, since = shared
             fanned = self.run.take_children(self)
         live = None
-        if shared is not None and not outcome.full and (
-                every_parent or (ledger is not None and ledger.due)):
+        if (
+            shared is not None
+            and not outcome.full
+            and (every_parent or (ledger is not None and ledger.due))
+        ):
             # every current parent, from the run's one id scan of the parent list (shared
             # with the other child streams and reconciles of this parent)
             live = self.run.scan(parent, ep.parent.field)
@@ -276,14 +323,16 @@ class EndpointStream(Stream):
         commit: dict[str, Any] = {}
         if ledger:
             reconciled = outcome.full or live is not None
-            yield from ledger.close(replaced=None if outcome.full else replaced, live=live,
-                                    reconciled=reconciled)
+            yield from ledger.close(
+                replaced=None if outcome.full else replaced, live=live, reconciled=reconciled
+            )
             commit.update(ledger.commit)
             self.stats["reconciled"] = ledger.reconciled
         if outcome.token:
             commit.update(parent_sync_token=outcome.token, token_since=since)
-        commit["runs_since_refresh"] = 0 if outcome.full or every_parent else \
-            int(state.get("runs_since_refresh", 0)) + 1
+        commit["runs_since_refresh"] = (
+            0 if outcome.full or every_parent else int(state.get("runs_since_refresh", 0)) + 1
+        )
         self.stats["passes"] = "full" if outcome.full else "incremental"
         state.update(commit)
 
@@ -293,8 +342,9 @@ class EndpointStream(Stream):
         assert ep.parent is not None
         call = self.call(**{ep.parent.param: key})
         try:
-            return [rec for page in self.run.client.pages(call, None, self.name)
-                    for rec in page.records]
+            return [
+                rec for page in self.run.client.pages(call, None, self.name) for rec in page.records
+            ]
         except ParentGone:
             return []  # deleted between the parent list and this call: nothing to load
         except (PermissionMissing, InvalidInput):
@@ -302,8 +352,9 @@ class EndpointStream(Stream):
         except (FatalAPIError, RetriableAPIError, *TRANSPORT_ERRORS) as err:
             # No silent partial child tables: the run fails, naming the parent.
             detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise AshbyError(f"{self.name}: could not read the children of "
-                             f"{ep.parent.param}={key}: {detail}") from err
+            raise AshbyError(
+                f"{self.name}: could not read the children of {ep.parent.param}={key}: {detail}"
+            ) from err
 
     def lists_every_parent(self, state: dict[str, Any], ledger: LedgerRun | None) -> bool:
         """Whether this run lists the children of every parent, not only of those that
@@ -352,16 +403,21 @@ class EndpointStream(Stream):
             new = row.keys() - self.known_fields
             if not new <= self.stats["new_fields"]:
                 self.stats["new_fields"] |= new
-                self.logger.warning("%s: Ashby sends field(s) %s that the schema does not "
-                                    "have; they are not loaded (see the README: new fields)",
-                                    self.name, ", ".join(sorted(new)))
+                self.logger.warning(
+                    "%s: Ashby sends field(s) %s that the schema does not "
+                    "have; they are not loaded (see the README: new fields)",
+                    self.name,
+                    ", ".join(sorted(new)),
+                )
             row = {k: v for k, v in row.items() if k in self.known_fields}
         if "_sdc_deleted_at" in row:
             self.stats["deleted"] += 1
         for key in self.primary_keys:
             if row.get(key) in (None, ""):
-                raise AshbyError(f"{self.name}: a record from /{self.endpoint.path} has no "
-                                 f"'{key}' (its primary key); the run cannot be trusted")
+                raise AshbyError(
+                    f"{self.name}: a record from /{self.endpoint.path} has no "
+                    f"'{key}' (its primary key); the run cannot be trusted"
+                )
         return row
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tap_ashby.emulator import Emulator
+from ashby_emulator import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 TAP = [sys.executable, "-m", "tap_ashby.tap"]
@@ -42,8 +41,13 @@ def emulator() -> Any:
 
 def tap_config(emu: Emulator, **overrides: Any) -> dict[str, Any]:
     """Tap config pointing at ``emu``: no request budget, fast retries."""
-    config = {"api_key": emu.key, "base_url": emu.url, "requests_per_minute": 0,
-              "retry_base_delay_ms": 10, "max_concurrency": 4}
+    config = {
+        "api_key": emu.key,
+        "base_url": emu.url,
+        "requests_per_minute": 0,
+        "retry_base_delay_ms": 10,
+        "max_concurrency": 4,
+    }
     config.update(overrides)
     return config
 
@@ -71,9 +75,16 @@ class TapRun:
         return self.state.get("bookmarks", {})
 
 
-def run_tap(tmp_path: Path, config: dict[str, Any], *, state: dict | None = None,
-            select: set[str] | str | None = None, args: list[str] | None = None,
-            env: dict[str, str] | None = None, timeout: float = 300) -> TapRun:
+def run_tap(
+    tmp_path: Path,
+    config: dict[str, Any],
+    *,
+    state: dict | None = None,
+    select: set[str] | str | None = None,
+    args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> TapRun:
     """Run ``tap-ashby`` as a process against the emulator and parse its output.
 
     ``select``: None = the tap's default selection, ``"all"`` = every stream, or a set of
@@ -88,8 +99,15 @@ def run_tap(tmp_path: Path, config: dict[str, Any], *, state: dict | None = None
     if select is not None:
         cmd += ["--catalog", str(write_catalog(tmp_path, config, select))]
     cmd += args or []
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, check=False)
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
     run = TapRun(proc.returncode, proc.stdout, proc.stderr)
     for line in proc.stdout.splitlines():
         if not line.startswith("{"):
@@ -108,8 +126,13 @@ def discover(tmp_path: Path, config: dict[str, Any]) -> dict[str, Any]:
     """The tap's --discover catalog."""
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(config))
-    out = subprocess.run([*TAP, "--config", str(cfg), "--discover"], capture_output=True,
-                         text=True, check=True, cwd=ROOT)
+    out = subprocess.run(
+        [*TAP, "--config", str(cfg), "--discover"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     return json.loads(out.stdout)
 
 
@@ -128,12 +151,14 @@ def write_catalog(tmp_path: Path, config: dict[str, Any], select: set[str] | str
 
 def stable_state(state: dict) -> dict:
     """State without what differs between equal runs: ledger file names, token times."""
+
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items()
-                    if k not in ("lineage", "gen", "token_since")}
+            return {
+                k: strip(v) for k, v in value.items() if k not in ("lineage", "gen", "token_since")
+            }
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value
-    return strip(state)
 
+    return strip(state)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from tap_ashby.emulator import Emulator
+from ashby_emulator import Emulator
+
 from tap_ashby.endpoints import ENDPOINTS
 
 # Streams whose rows are keyed on something other than their own table's ids.
-SPECIAL = {"interviewer_pool_members": "interviewer_pools", "api_key_info": None,
-           "candidate_files": None, "report_results": None}
+SPECIAL = {
+    "interviewer_pool_members": "interviewer_pools",
+    "api_key_info": None,
+    "candidate_files": None,
+    "report_results": None,
+}
 
 
 def key_of(stream: str) -> str:
@@ -27,14 +32,20 @@ def expected_ids(emu: Emulator, stream: str) -> set[str]:
         return {senders.get(i)["email"] for i in senders.live_indices()}
     if stream == "candidate_files":
         cands = org.tables["candidates"]
-        return {h["handle"] for i in cands.live_indices()
-                for h in (cands.get(i) or {}).get("fileHandles") or []}
+        return {
+            h["handle"]
+            for i in cands.live_indices()
+            for h in (cands.get(i) or {}).get("fileHandles") or []
+        }
     if stream == "report_results":
         return set()
     if stream == "notetaker_transcripts":
         events = org.tables["interview_events"]
-        return {e["notetakerTranscriptId"] for i in events.live_indices()
-                if (e := events.get(i)) and e.get("notetakerTranscriptId")}
+        return {
+            e["notetakerTranscriptId"]
+            for i in events.live_indices()
+            if (e := events.get(i)) and e.get("notetakerTranscriptId")
+        }
     if stream == "job_interview_plans":
         return set(org.live_ids("jobs"))
     table = SPECIAL.get(stream, stream)

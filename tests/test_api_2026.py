@@ -10,12 +10,11 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from ashby_emulator import Emulator
 from conftest import SECRET_KEY, run_tap, tap_config
 from expected import expected_ids
 from support.pipeline import RequestSpy, bodies
 from test_deletes import apply, live_ids
-
-from tap_ashby.emulator import Emulator
 
 
 def record_versions(emu: Emulator) -> list[str | None]:
@@ -55,18 +54,21 @@ def test_a_deprecated_version_is_named_once(tmp_path: Path, emulator: Emulator) 
     assert len(warnings) == 1 and "2026-01-01" in warnings[0]
 
 
-def test_a_rejected_version_stops_the_run_before_any_record(tmp_path: Path,
-                                                            emulator: Emulator) -> None:
-    run = run_tap(tmp_path, tap_config(emulator, api_version="2019-01-01"),
-                  select={"candidates", "departments"})
+def test_a_rejected_version_stops_the_run_before_any_record(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    run = run_tap(
+        tmp_path,
+        tap_config(emulator, api_version="2019-01-01"),
+        select={"candidates", "departments"},
+    )
     assert run.returncode != 0
     lines = failures(run.stderr)
     assert len(lines) == 1 and "api_version '2019-01-01'" in lines[0]
     assert "Traceback" not in run.stderr and not run.records
 
 
-def test_invalid_input_is_fatal_never_retried_and_named(tmp_path: Path,
-                                                        emulator: Emulator) -> None:
+def test_invalid_input_is_fatal_never_retried_and_named(tmp_path: Path, emulator: Emulator) -> None:
     # Ashby stops accepting a field the tap sends: the run stops at once, naming it.
     emulator.api.endpoints = copy.deepcopy(emulator.api.endpoints)
     del emulator.api.endpoints["department.list"]["params"]["includeArchived"]
@@ -79,26 +81,28 @@ def test_invalid_input_is_fatal_never_retried_and_named(tmp_path: Path,
     assert "retry" not in run.stderr
 
 
-def test_only_documented_fields_reach_the_strict_emulator(tmp_path: Path,
-                                                          emulator: Emulator) -> None:
+def test_only_documented_fields_reach_the_strict_emulator(
+    tmp_path: Path, emulator: Emulator
+) -> None:
     spy = RequestSpy(emulator)
     run = run_tap(tmp_path, tap_config(emulator, report_ids=["r1"]), select="all")
     assert run.returncode == 0, run.stderr[-2000:]
-    assert emulator.stats.snapshot()["endpoints"].get("interviewStageGroup.list") == \
-        {"200": 1}
+    assert emulator.stats.snapshot()["endpoints"].get("interviewStageGroup.list") == {"200": 1}
     assert bodies(spy.calls, "interviewStageGroup.list") == [{}]
-    assert all("limit" not in b and "cursor" not in b
-               for b in bodies(spy.calls, "user.listInterviewerPauses"))
+    assert all(
+        "limit" not in b and "cursor" not in b
+        for b in bodies(spy.calls, "user.listInterviewerPauses")
+    )
     # no request anywhere was refused
     for endpoint, statuses in emulator.stats.snapshot()["endpoints"].items():
         assert set(statuses) == {"200"}, (endpoint, statuses)
 
 
-def test_postings_of_every_board_and_every_survey_type(tmp_path: Path,
-                                                       emulator: Emulator) -> None:
+def test_postings_of_every_board_and_every_survey_type(tmp_path: Path, emulator: Emulator) -> None:
     spy = RequestSpy(emulator)
-    run = run_tap(tmp_path, tap_config(emulator),
-                  select={"job_boards", "job_postings", "survey_submissions"})
+    run = run_tap(
+        tmp_path, tap_config(emulator), select={"job_boards", "job_postings", "survey_submissions"}
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     boards = {r["id"] for r in run.records["job_boards"]}
     assert len(boards) > 1
@@ -108,12 +112,18 @@ def test_postings_of_every_board_and_every_survey_type(tmp_path: Path,
     assert set(postings) == expected_ids(emulator, "job_postings")
     types = {r["surveyType"] for r in run.records["survey_submissions"]}
     assert types == {"CandidateExperience", "Questionnaire", "HiringManagerExperience"}
-    assert set(run.bookmarks()["survey_submissions"]["partitions"][i]["context"]["surveyType"]
-               for i in range(3)) == types
+    assert (
+        set(
+            run.bookmarks()["survey_submissions"]["partitions"][i]["context"]["surveyType"]
+            for i in range(3)
+        )
+        == types
+    )
 
 
 def test_page_cap_mid_incremental_pass_falls_back_to_a_full_pass(
-        tmp_path: Path, emulator: Emulator) -> None:
+    tmp_path: Path, emulator: Emulator
+) -> None:
     config = tap_config(emulator, page_size=5)
     select = {"candidates", "candidate_notes"}
     warehouse: dict = {}
@@ -144,8 +154,9 @@ def test_a_new_field_is_named_not_dropped_silently(tmp_path: Path, emulator: Emu
         emulator.org.update("candidates", cid, {"favouriteColour": "teal"})
     run = run_tap(tmp_path, tap_config(emulator), select={"candidates"})
     assert run.returncode == 0, run.stderr[-2000:]
-    warnings = [line for line in run.stderr.splitlines()
-                if "favouriteColour" in line and "WARNING" in line]
+    warnings = [
+        line for line in run.stderr.splitlines() if "favouriteColour" in line and "WARNING" in line
+    ]
     assert len(warnings) == 1 and "candidates" in warnings[0]
     summary = next(line for line in run.stderr.splitlines() if "summary candidates" in line)
     assert "favouriteColour" in summary
@@ -153,18 +164,23 @@ def test_a_new_field_is_named_not_dropped_silently(tmp_path: Path, emulator: Emu
 
 
 def test_cleartext_base_url_is_refused_before_any_request(tmp_path: Path) -> None:
-    run = run_tap(tmp_path, {"api_key": SECRET_KEY, "base_url": "http://ashby.example.com"},
-                  args=[])
+    run = run_tap(
+        tmp_path, {"api_key": SECRET_KEY, "base_url": "http://ashby.example.com"}, args=[]
+    )
     assert run.returncode != 0
     assert "https://" in run.stderr and "Traceback" not in run.stderr
     assert SECRET_KEY not in run.stdout + run.stderr and not run.stdout.strip()
 
 
 def test_partner_scope_rate_limit_backs_off_with_its_own_warning(
-        tmp_path: Path, emulator: Emulator) -> None:
+    tmp_path: Path, emulator: Emulator
+) -> None:
     emulator.faults.update(partner_rate_limit=0.2, retry_after=0.02, seed=3)
-    run = run_tap(tmp_path, tap_config(emulator, max_retries=12, page_size=5),
-                  select={"candidates", "candidate_notes", "departments"})
+    run = run_tap(
+        tmp_path,
+        tap_config(emulator, max_retries=12, page_size=5),
+        select={"candidates", "candidate_notes", "departments"},
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert emulator.stats.snapshot()["faults"].get("partner_rate_limit", 0) > 0
     faults = emulator.stats.snapshot()["faults"]["partner_rate_limit"]
@@ -176,7 +192,8 @@ def test_partner_scope_rate_limit_backs_off_with_its_own_warning(
 
 
 def test_child_changes_on_an_unchanged_parent_arrive_at_the_next_refresh(
-        tmp_path: Path, emulator: Emulator) -> None:
+    tmp_path: Path, emulator: Emulator
+) -> None:
     emulator.org.child_changes_touch_parent = False  # hardest case: Ashby lists no parent
     select = {"candidates", "candidate_notes"}
     config: dict[str, Any] = tap_config(emulator)
@@ -187,9 +204,11 @@ def test_child_changes_on_an_unchanged_parent_arrive_at_the_next_refresh(
     note = next(i for table, i in created if table == "candidate_notes")
     quiet = run_tap(tmp_path, config, state=first.state, select=select)
     assert quiet.returncode == 0 and note not in quiet.ids("candidate_notes")
-    refresh = run_tap(tmp_path, {**config, "child_refresh_every_n_runs": 1},
-                      state=quiet.state, select=select)
+    refresh = run_tap(
+        tmp_path, {**config, "child_refresh_every_n_runs": 1}, state=quiet.state, select=select
+    )
     assert refresh.returncode == 0, refresh.stderr[-2000:]
     assert note in refresh.ids("candidate_notes")
     assert emulator.stats.requests("candidate.listNotes") >= len(
-        expected_ids(emulator, "candidates"))
+        expected_ids(emulator, "candidates")
+    )

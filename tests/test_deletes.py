@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ashby_emulator import Emulator
 from conftest import TapRun, run_tap, tap_config
 from expected import expected_ids
 
-from tap_ashby.emulator import Emulator
 from tap_ashby.endpoints import ENDPOINTS
 
-STREAMS = {"candidates", "applications", "candidate_notes", "application_history", "offers",
-           "departments"}
+STREAMS = {
+    "candidates",
+    "applications",
+    "candidate_notes",
+    "application_history",
+    "offers",
+    "departments",
+}
 
 
 def apply(warehouse: dict[str, dict[tuple, dict]], run: TapRun) -> None:
@@ -37,8 +43,10 @@ def test_reconcile_removes_deleted_and_merged_rows(tmp_path: Path, emulator: Emu
     first = run_tap(tmp_path, config, select=STREAMS)
     assert first.returncode == 0, first.stderr[-2000:]
     apply(warehouse, first)
-    assert all(first.bookmarks()[s].get("ledger") for s in
-               ("candidates", "applications", "candidate_notes", "application_history"))
+    assert all(
+        first.bookmarks()[s].get("ledger")
+        for s in ("candidates", "applications", "candidate_notes", "application_history")
+    )
 
     org = emulator.org
     cands = org.live_ids("candidates")
@@ -48,8 +56,7 @@ def test_reconcile_removes_deleted_and_merged_rows(tmp_path: Path, emulator: Emu
     org.update("candidates", cands[3], {"name": "Changed meanwhile"})
     assert ("applications", org.tables["applications"].id_of(0)) in erased.deleted
 
-    second = run_tap(tmp_path, {**config, "reconcile_now": True}, state=first.state,
-                     select=STREAMS)
+    second = run_tap(tmp_path, {**config, "reconcile_now": True}, state=first.state, select=STREAMS)
     assert second.returncode == 0, second.stderr[-2000:]
     apply(warehouse, second)
     for stream in STREAMS:
@@ -65,7 +72,8 @@ def test_reconcile_removes_deleted_and_merged_rows(tmp_path: Path, emulator: Emu
 
 
 def test_incremental_runs_between_reconciles_still_load_every_change(
-        tmp_path: Path, emulator: Emulator) -> None:
+    tmp_path: Path, emulator: Emulator
+) -> None:
     warehouse: dict[str, dict[tuple, dict]] = {}
     config = tap_config(emulator, reconcile_every_n_runs=2)  # runs 1 and 3 reconcile
     select = {"candidates", "candidate_notes"}
@@ -107,7 +115,10 @@ def test_a_full_pass_is_a_reconcile(tmp_path: Path, emulator: Emulator) -> None:
 
 
 def test_deletes_can_be_turned_off(tmp_path: Path, emulator: Emulator) -> None:
-    run = run_tap(tmp_path, tap_config(emulator, reconcile_streams=[]),
-                  select={"candidates", "candidate_notes"})
+    run = run_tap(
+        tmp_path,
+        tap_config(emulator, reconcile_streams=[]),
+        select={"candidates", "candidate_notes"},
+    )
     assert run.returncode == 0
     assert all("ledger" not in b for b in run.bookmarks().values())

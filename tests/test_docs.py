@@ -17,10 +17,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_readme_tables_are_generated_from_the_code() -> None:
-    fresh = subprocess.run([sys.executable, "scripts/generate_docs.py"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout
-    assert fresh.strip() == (ROOT / "README.md").read_text().strip(), \
+    fresh = subprocess.run(
+        [sys.executable, "scripts/generate_docs.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert fresh.strip() == (ROOT / "README.md").read_text().strip(), (
         "README.md is stale: run `make docs`"
+    )
     assert "| `candidates` | `candidate.list` |" in fresh
 
 
@@ -30,9 +36,15 @@ def _tap_plugin() -> dict:
 
 
 def test_meltano_declares_every_about_setting_with_the_same_meaning() -> None:
-    about = json.loads(subprocess.run([sys.executable, "-m", "tap_ashby.tap", "--about",
-                                       "--format=json"], cwd=ROOT, capture_output=True,
-                                      text=True, check=True).stdout)
+    about = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "tap_ashby.tap", "--about", "--format=json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     settings = about["settings"]["properties"]
     declared = {s["name"]: s for s in _tap_plugin()["settings"]}
     assert set(CONFIG_SCHEMA["properties"]) <= set(settings)
@@ -40,7 +52,8 @@ def test_meltano_declares_every_about_setting_with_the_same_meaning() -> None:
     for name, spec in settings.items():
         mine = declared[name]
         assert " ".join(mine["description"].split()) == " ".join(
-            str(spec.get("description", "")).split()), name
+            str(spec.get("description", "")).split()
+        ), name
         assert mine.get("sensitive", False) == bool(spec.get("secret")), name
         types = spec.get("type", [])
         if spec.get("enum"):
@@ -53,8 +66,9 @@ def test_meltano_declares_every_about_setting_with_the_same_meaning() -> None:
 
 
 def test_meltano_yml_generated_blocks_are_current() -> None:
-    spec = importlib.util.spec_from_file_location("generate_docs",
-                                                  ROOT / "scripts" / "generate_docs.py")
+    spec = importlib.util.spec_from_file_location(
+        "generate_docs", ROOT / "scripts" / "generate_docs.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -83,3 +97,13 @@ def test_every_parent_comes_before_its_children_in_the_table() -> None:
     for row in ROWS:
         if row.parent:
             assert position[row.parent.stream] < position[row.stream], row.stream
+
+
+def test_the_changelog_names_the_current_version() -> None:
+    """CHANGELOG.md (Keep a Changelog) has an entry for the version the package carries."""
+    import re
+
+    version = re.search(r'__version__ = "(.+)"', (ROOT / "tap_ashby" / "__init__.py").read_text())
+    assert version is not None
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## \[{re.escape(version[1])}\] - \d{{4}}-\d\d-\d\d$", changelog, re.M)

@@ -12,22 +12,28 @@ from typing import Any
 
 import pytest
 import requests
-
-from tap_ashby.emulator import ALL_PERMISSIONS, Emulator, Faults
-from tap_ashby.emulator.catalog import endpoints, objects
+from ashby_emulator import ALL_PERMISSIONS, Emulator, Faults
+from ashby_emulator.catalog import endpoints, objects
 
 EXAMPLES = Path(__file__).parent / "fixtures" / "examples"
 
 
-def post(emu: Emulator, path: str, body: dict | None = None, key: str | None = None,
-         ) -> requests.Response:
+def post(
+    emu: Emulator,
+    path: str,
+    body: dict | None = None,
+    key: str | None = None,
+) -> requests.Response:
     auth = (key if key is not None else emu.key, "")
     return requests.post(f"{emu.url}/{path}", json=body or {}, auth=auth, timeout=10)
 
 
-def page_all(emu: Emulator, path: str, body: dict,
-             send: Callable[[Emulator, str, dict], dict] | None = None,
-             ) -> tuple[list[dict], list[dict]]:
+def page_all(
+    emu: Emulator,
+    path: str,
+    body: dict,
+    send: Callable[[Emulator, str, dict], dict] | None = None,
+) -> tuple[list[dict], list[dict]]:
     """Every record of one pass, and every envelope seen (over HTTP, or through ``send``)."""
     call = send or (lambda e, p, b: post(e, p, b).json())
     records, envelopes, cursor = [], [], None
@@ -42,12 +48,20 @@ def page_all(emu: Emulator, path: str, body: dict,
 
 
 def json_type(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean",
-            int: "number", float: "number", type(None): "null"}[type(value)]
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }[type(value)]
 
 
-def compare_shape(example: Any, produced: list[Any], where: str, any_fields: set[str],
-                  problems: list[str]) -> None:
+def compare_shape(
+    example: Any, produced: list[Any], where: str, any_fields: set[str], problems: list[str]
+) -> None:
     """Every key of ``example`` appears in some produced value with the same JSON type."""
     if not isinstance(example, dict):
         return
@@ -64,8 +78,9 @@ def compare_shape(example: Any, produced: list[Any], where: str, any_fields: set
             problems.append(f"{path}: example {json_type(value)}, emulator {sorted(types)}")
             continue
         if isinstance(value, dict) and key not in ("linkedData", "submittedValues"):
-            compare_shape(value, [v for v in present if isinstance(v, dict)], path, any_fields,
-                          problems)
+            compare_shape(
+                value, [v for v in present if isinstance(v, dict)], path, any_fields, problems
+            )
         if isinstance(value, list) and value and isinstance(value[0], dict):
             items = [i for v in present if isinstance(v, list) for i in v]
             for item in value:
@@ -93,8 +108,11 @@ def test_emulator_matches_recorded_example(emulator: Emulator, example: Path) ->
     recorded = json.loads(example.read_text())
     row = endpoints()[path]
     if row["kind"] == "list":
-        body = {"includeArchived": True, "includeDeactivated": True,
-                "includeNonSharedInterviews": True}
+        body = {
+            "includeArchived": True,
+            "includeDeactivated": True,
+            "includeNonSharedInterviews": True,
+        }
         body = {k: v for k, v in body.items() if k in row["params"]}
         if path == "job.list":
             body["status"] = ["Draft", "Open", "Closed", "Archived"]
@@ -106,8 +124,11 @@ def test_emulator_matches_recorded_example(emulator: Emulator, example: Path) ->
     else:
         table = row.get("stream") or row["lookup_of"]
         ids = emulator.org.live_ids(table)[:8]
-        param = next(p for p in row["params"] if p not in ("expand", "jobBoardId",
-                                                          "includeUnpublishedJobPostingsIds"))
+        param = next(
+            p
+            for p in row["params"]
+            if p not in ("expand", "jobBoardId", "includeUnpublishedJobPostingsIds")
+        )
         produced = [post(emulator, path, {param: i}).json()["results"] for i in ids]
         examples = [recorded["results"]]
     problems: list[str] = []
@@ -163,8 +184,12 @@ def test_archived_records_visible_only_with_include_archived(emulator: Emulator)
 def test_sync_token_errors(emulator: Emulator, case: str) -> None:
     _, env = page_all(emulator, "candidate.list", {})
     token, body = env[-1]["syncToken"], {}
-    expected = {"expired": "sync_token_expired", "too_large": "incremental_sync_too_large",
-                "tampered": "sync_token_invalid", "filters_changed": "sync_token_invalid"}[case]
+    expected = {
+        "expired": "sync_token_expired",
+        "too_large": "incremental_sync_too_large",
+        "tampered": "sync_token_invalid",
+        "filters_changed": "sync_token_invalid",
+    }[case]
     if case == "expired":
         emulator.org.advance_clock(emulator.api.settings.sync_token_ttl_seconds + 1)
     elif case == "too_large":
@@ -200,8 +225,9 @@ def test_auth_and_permissions(emulator: Emulator) -> None:
     assert denied.json()["errorInfo"]["code"] == "missing_endpoint_permission"
     assert post(emulator, "job.list", key="jobs-only").json()["success"] is True
     # the password part is ignored (peers send the key twice)
-    both = requests.post(f"{emulator.url}/job.list", json={}, timeout=10,
-                         auth=(emulator.key, emulator.key))
+    both = requests.post(
+        f"{emulator.url}/job.list", json={}, timeout=10, auth=(emulator.key, emulator.key)
+    )
     assert both.json()["success"] is True
 
 
@@ -210,27 +236,35 @@ def test_bad_input_answers(emulator: Emulator) -> None:
     for path in ("interviewStage.list", "candidate.listNotes", "surveySubmission.list"):
         answer = post(emulator, path).json()
         assert answer["errorInfo"]["code"] == "invalid_input", path
-    gone = post(emulator, "application.listHistory",
-                {"applicationId": "00000000-0000-4000-8000-000000000000"}).json()
+    gone = post(
+        emulator,
+        "application.listHistory",
+        {"applicationId": "00000000-0000-4000-8000-000000000000"},
+    ).json()
     assert gone["errorInfo"]["code"] == "application_not_found"
-    raw = requests.post(f"{emulator.url}/candidate.list", data=b"{oops", timeout=10,
-                        auth=(emulator.key, ""))
+    raw = requests.post(
+        f"{emulator.url}/candidate.list", data=b"{oops", timeout=10, auth=(emulator.key, "")
+    )
     assert raw.json()["errorInfo"]["code"] == "invalid_input"
 
 
 def test_parent_child_consistency(emulator: Emulator) -> None:
     cands = {r["id"] for r in page_all(emulator, "candidate.list", {})[0]}
-    jobs = {r["id"] for r in post(emulator, "job.list",
-                                  {"status": ["Draft", "Open", "Closed", "Archived"]}
-                                  ).json()["results"]}
+    jobs = {
+        r["id"]
+        for r in post(
+            emulator, "job.list", {"status": ["Draft", "Open", "Closed", "Archived"]}
+        ).json()["results"]
+    }
     apps = page_all(emulator, "application.list", {})[0]
     assert apps and all(a["candidate"]["id"] in cands and a["job"]["id"] in jobs for a in apps)
     assert "applicationHistory" not in apps[0]  # list items lack the info-only fields
     plans = post(emulator, "interviewPlan.list", {"includeArchived": True}).json()["results"]
     for plan in plans:
         stages = post(emulator, "interviewStage.list", {"interviewPlanId": plan["id"]}).json()
-        assert stages["results"] and all(s["interviewPlanId"] == plan["id"]
-                                         for s in stages["results"])
+        assert stages["results"] and all(
+            s["interviewPlanId"] == plan["id"] for s in stages["results"]
+        )
     notes = post(emulator, "candidate.listNotes", {"candidateId": next(iter(cands))}).json()
     assert notes["success"] and notes["results"] and "candidateId" not in notes["results"][0]
     app = apps[0]
@@ -256,8 +290,11 @@ def test_side_effect_endpoints_are_counted(emulator: Emulator) -> None:
 
 
 def statuses(seed: int, n: int = 60) -> list[int]:
-    with Emulator(candidates=5, seed=1, faults=Faults(seed=seed, rate_limit=0.2,
-                                                       server_error=0.1, retry_after=0)) as emu:
+    with Emulator(
+        candidates=5,
+        seed=1,
+        faults=Faults(seed=seed, rate_limit=0.2, server_error=0.1, retry_after=0),
+    ) as emu:
         session = requests.Session()
         session.auth = (emu.key, "")
         return [session.post(f"{emu.url}/brand.list", json={}).status_code for _ in range(n)]
@@ -295,13 +332,17 @@ def test_counters_over_http_and_python(emulator: Emulator) -> None:
 def test_admin_mutations_over_http(emulator: Emulator) -> None:
     cid = emulator.org.live_ids("candidates")[0]
     url = f"{emulator.url}/_emulator/mutate"
-    out = requests.post(url, json={"op": "update", "stream": "candidates", "id": cid,
-                                   "fields": {"name": "Renamed"}}, timeout=10).json()
+    out = requests.post(
+        url,
+        json={"op": "update", "stream": "candidates", "id": cid, "fields": {"name": "Renamed"}},
+        timeout=10,
+    ).json()
     assert out["ok"] and out["result"]["upserted"][0] == ["candidates", cid]
     info = post(emulator, "candidate.info", {"id": cid}).json()["results"]
     assert info["name"] == "Renamed"
-    out = requests.post(url, json={"op": "delete", "stream": "candidates", "id": cid},
-                        timeout=10).json()
+    out = requests.post(
+        url, json={"op": "delete", "stream": "candidates", "id": cid}, timeout=10
+    ).json()
     assert ["candidates", cid] in out["result"]["deleted"]
     assert cid not in emulator.org.live_ids("candidates")
 
@@ -322,16 +363,32 @@ def test_all_permissions_cover_every_endpoint() -> None:
 
 
 def test_cli_prints_url_and_key() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "tap_ashby.emulator.cli", "--port", "0",
-                             "--scale", "tiny", "--key", "k1"], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ashby_emulator.cli",
+            "--port",
+            "0",
+            "--scale",
+            "tiny",
+            "--key",
+            "k1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert "http://127.0.0.1:" in line and "k1" in line
-        url = line.split()[line.split().index("url") + 1] if " url " in line else \
-            next(w for w in line.split() if w.startswith("http"))
-        assert requests.post(f"{url}/brand.list", json={}, auth=("k1", ""),
-                             timeout=10).json()["success"]
+        url = (
+            line.split()[line.split().index("url") + 1]
+            if " url " in line
+            else next(w for w in line.split() if w.startswith("http"))
+        )
+        assert requests.post(f"{url}/brand.list", json={}, auth=("k1", ""), timeout=10).json()[
+            "success"
+        ]
     finally:
         proc.terminate()
         proc.wait(10)

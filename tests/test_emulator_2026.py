@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 import requests
+from ashby_emulator import Emulator, Org
+from ashby_emulator.catalog import endpoints
+from ashby_emulator.org import IdCodec
 from test_emulator import page_all as page_pass
-
-from tap_ashby.emulator import Emulator, Org
-from tap_ashby.emulator.catalog import endpoints
-from tap_ashby.emulator.org import IdCodec
 
 SERVED_ROLES = ("stream", "optional_stream", "lookup")
 
@@ -29,10 +28,12 @@ def shared() -> Any:
         yield emu
 
 
-def post(emu: Emulator, path: str, body: dict | None = None,
-         headers: dict[str, str] | None = None) -> requests.Response:
-    return requests.post(f"{emu.url}/{path}", json=body or {}, auth=(emu.key, ""),
-                         headers=headers, timeout=10)
+def post(
+    emu: Emulator, path: str, body: dict | None = None, headers: dict[str, str] | None = None
+) -> requests.Response:
+    return requests.post(
+        f"{emu.url}/{path}", json=body or {}, auth=(emu.key, ""), headers=headers, timeout=10
+    )
 
 
 def answer(emu: Emulator, path: str, body: dict | None = None) -> dict[str, Any]:
@@ -67,8 +68,11 @@ def valid_body(emu: Emulator, row: dict) -> dict[str, Any]:
         else:
             body[name] = "x"
     if row["path"] in ("candidate.info", "job.search", "project.search"):
-        body = {"id": org.live_ids("candidates")[0]} if row["path"] == "candidate.info" \
+        body = (
+            {"id": org.live_ids("candidates")[0]}
+            if row["path"] == "candidate.info"
             else {"title": "1"}
+        )
     if row["path"] == "candidate.search":
         body = {"name": "Candidate 1"}
     if row["path"] == "application.info":
@@ -85,23 +89,35 @@ def prefix_length(a: str, b: str) -> int:
 def test_catalog_is_the_2026_one() -> None:
     rows = endpoints()
     assert len(rows) == 82
-    for path in ("sequence.list", "sequenceTemplate.list", "takeHomeAssignment.list",
-                 "user.listInterviewerPauses", "version.list", "emailSender.list",
-                 "auditLog.list", "interviewBriefing.info", "sequence.info",
-                 "sequenceTemplate.info", "takeHomeAssignment.info"):
+    for path in (
+        "sequence.list",
+        "sequenceTemplate.list",
+        "takeHomeAssignment.list",
+        "user.listInterviewerPauses",
+        "version.list",
+        "emailSender.list",
+        "auditLog.list",
+        "interviewBriefing.info",
+        "sequence.info",
+        "sequenceTemplate.info",
+        "takeHomeAssignment.info",
+    ):
         assert path in rows
 
 
-@pytest.mark.parametrize("path", sorted(p for p, r in endpoints().items()
-                                        if r["role"] in SERVED_ROLES))
+@pytest.mark.parametrize(
+    "path", sorted(p for p, r in endpoints().items() if r["role"] in SERVED_ROLES)
+)
 def test_every_served_endpoint_answers(shared: Emulator, path: str) -> None:
     row = endpoints()[path]
     out = answer(shared, path, valid_body(shared, row))
     assert out["success"], (path, out)
     if row["kind"] in ("list", "child_list") and path != "hiringTeamRole.list":
         assert isinstance(out["results"], list)
-    assert ("moreDataAvailable" in out) == (row["paginated"] or path in (
-        "source.list", "interviewStage.list", "archiveReason.list", "jobBoard.list"))
+    assert ("moreDataAvailable" in out) == (
+        row["paginated"]
+        or path in ("source.list", "interviewStage.list", "archiveReason.list", "jobBoard.list")
+    )
 
 
 def test_never_endpoints_are_counted(emulator: Emulator) -> None:
@@ -152,29 +168,44 @@ def test_sequences_templates_and_take_homes(emulator: Emulator) -> None:
     only = answer(emulator, "sequence.list", {"candidateId": cand})["results"]
     assert only and all(s["candidateId"] == cand for s in only)
     assert answer(emulator, "sequence.info", {"sequenceId": seqs[0]["id"]})["results"] == seqs[0]
-    assert code(emulator, "sequence.info", {"sequenceId": str(uuid.uuid4())}) == \
-        "sequence_not_found"
+    assert (
+        code(emulator, "sequence.info", {"sequenceId": str(uuid.uuid4())}) == "sequence_not_found"
+    )
     shown = page_all(emulator, "sequenceTemplate.list", {"includeArchived": True})[0]
     hidden = page_all(emulator, "sequenceTemplate.list", {})[0]
     assert len(hidden) < len(shown) == 6 and not any(t["isArchived"] for t in hidden)
-    assert answer(emulator, "sequenceTemplate.info",
-                  {"sequenceTemplateId": shown[0]["id"]})["success"]
+    assert answer(emulator, "sequenceTemplate.info", {"sequenceTemplateId": shown[0]["id"]})[
+        "success"
+    ]
     homes = page_all(emulator, "takeHomeAssignment.list", {})[0]
     apps = {a["id"]: a for a in page_all(emulator, "application.list", {})[0]}
-    assert homes and all(apps[h["applicationId"]]["candidate"]["id"] == h["candidateId"]
-                         for h in homes)
-    assert answer(emulator, "takeHomeAssignment.info",
-                  {"takeHomeAssignmentId": homes[0]["id"]})["results"]["id"] == homes[0]["id"]
-    assert code(emulator, "takeHomeAssignment.info",
-                {"takeHomeAssignmentId": "nope"}) == "take_home_assignment_not_found"
+    assert homes and all(
+        apps[h["applicationId"]]["candidate"]["id"] == h["candidateId"] for h in homes
+    )
+    assert (
+        answer(emulator, "takeHomeAssignment.info", {"takeHomeAssignmentId": homes[0]["id"]})[
+            "results"
+        ]["id"]
+        == homes[0]["id"]
+    )
+    assert (
+        code(emulator, "takeHomeAssignment.info", {"takeHomeAssignmentId": "nope"})
+        == "take_home_assignment_not_found"
+    )
 
 
 def test_interview_briefing_is_keyed_by_the_event(emulator: Emulator) -> None:
     event = emulator.org.live_ids("interview_events")[3]
     out = answer(emulator, "interviewBriefing.info", {"interviewEventId": event})
     assert out["results"]["id"] == event
-    assert code(emulator, "interviewBriefing.info",
-                {"interviewEventId": event, "interviewScheduleId": "x"}) == "invalid_input"
+    assert (
+        code(
+            emulator,
+            "interviewBriefing.info",
+            {"interviewEventId": event, "interviewScheduleId": "x"},
+        )
+        == "invalid_input"
+    )
 
 
 def test_audit_log_is_newest_first_within_a_window(emulator: Emulator) -> None:
@@ -189,13 +220,19 @@ def test_audit_log_is_newest_first_within_a_window(emulator: Emulator) -> None:
     created = org.create("audit_log_entries").upserted[0][1]
     assert answer(emulator, "auditLog.list")["results"][0]["id"] == created
     cursor = env[0]["nextCursor"]
-    moved = answer(emulator, "auditLog.list", {"startDate": "2025-10-01T00:00:00Z",
-                                               "limit": 7, "cursor": cursor})
+    moved = answer(
+        emulator,
+        "auditLog.list",
+        {"startDate": "2025-10-01T00:00:00Z", "limit": 7, "cursor": cursor},
+    )
     assert moved["errorInfo"]["code"] == "cursor_invalid"
     assert code(emulator, "auditLog.list", {"cursor": "junk"}) == "cursor_invalid"
-    for body in ({"startDate": "2026-01-02T00:00:00Z", "endDate": "2026-01-01T00:00:00Z"},
-                 {"startDate": "2023-01-01T00:00:00Z", "endDate": "2026-01-01T00:00:00Z"},
-                 {"startDate": "yesterday"}, {"syncToken": "t"}):
+    for body in (
+        {"startDate": "2026-01-02T00:00:00Z", "endDate": "2026-01-01T00:00:00Z"},
+        {"startDate": "2023-01-01T00:00:00Z", "endDate": "2026-01-01T00:00:00Z"},
+        {"startDate": "yesterday"},
+        {"syncToken": "t"},
+    ):
         assert code(emulator, "auditLog.list", body) == "invalid_input", body
     category = entries[0]["category"]
     same = answer(emulator, "auditLog.list", {"startDate": start, "categories": [category]})
@@ -218,17 +255,22 @@ def test_declared_fields_and_coercion(emulator: Emulator) -> None:
     emulator.org.archive("departments", dept)
     shown = answer(emulator, "department.list", {"includeArchived": "true"})["results"]
     assert dept in {d["id"] for d in shown}
-    for path, body in [("candidate.list", {"limit": "many"}),
-                       ("department.list", {"includeArchived": "yes"}),
-                       ("surveySubmission.list", {"surveyType": "Bogus"}),
-                       ("job.list", {"status": "Open"}),  # an array in the catalog
-                       ("brand.list", {"syncToken": "t"}),  # paginated, no token
-                       ("jobBoard.list", {"limit": 10}), ("jobPosting.list", {"cursor": "c"}),
-                       ("candidate.list", {"createdAfter": 5, "createdBefore": 1})]:
+    for path, body in [
+        ("candidate.list", {"limit": "many"}),
+        ("department.list", {"includeArchived": "yes"}),
+        ("surveySubmission.list", {"surveyType": "Bogus"}),
+        ("job.list", {"status": "Open"}),  # an array in the catalog
+        ("brand.list", {"syncToken": "t"}),  # paginated, no token
+        ("jobBoard.list", {"limit": 10}),
+        ("jobPosting.list", {"cursor": "c"}),
+        ("candidate.list", {"createdAfter": 5, "createdBefore": 1}),
+    ]:
         assert code(emulator, path, body) == "invalid_input", (path, body)
-    for path, body in [("user.list", {"cursor": None, "syncToken": None}),
-                       ("jobPosting.list", {"jobBoardId": None, "listedOnly": "false"}),
-                       ("surveySubmission.list", {"surveyType": "HiringManagerExperience"})]:
+    for path, body in [
+        ("user.list", {"cursor": None, "syncToken": None}),
+        ("jobPosting.list", {"jobBoardId": None, "listedOnly": "false"}),
+        ("surveySubmission.list", {"surveyType": "HiringManagerExperience"}),
+    ]:
         assert answer(emulator, path, body)["success"], (path, body)
 
 
@@ -244,8 +286,7 @@ def test_strictness_can_be_turned_off(emulator: Emulator) -> None:
     emulator.configure(strict_bodies=False)
     out = answer(emulator, "interviewStageGroup.list", {"interviewPlanId": plan, "limit": 1})
     assert out["success"] and len(out["results"]) == 6  # ignored, not a filter
-    requests.post(f"{emulator.url}/_emulator/settings", json={"strict_bodies": "true"},
-                  timeout=10)
+    requests.post(f"{emulator.url}/_emulator/settings", json={"strict_bodies": "true"}, timeout=10)
     assert emulator.api.settings.strict_bodies is True
 
 
@@ -273,8 +314,9 @@ def test_unknown_deprecated_and_removed_versions(emulator: Emulator) -> None:
     old = post(emulator, "brand.list")
     assert old.json()["success"] and old.headers["Ashby-Version-Status"] == "deprecated"
     url = f"{emulator.url}/_emulator/version"
-    assert requests.post(url, json={"version": "2026-09-01", "status": "pre-release"},
-                         timeout=10).json()["ok"]
+    assert requests.post(
+        url, json={"version": "2026-09-01", "status": "pre-release"}, timeout=10
+    ).json()["ok"]
     new = post(emulator, "brand.list", headers={"Ashby-Version": "2026-09-01"})
     assert new.json()["success"] and new.headers["Ashby-Version-Status"] == "pre-release"
     listed = answer(emulator, "version.list")["results"]
@@ -292,21 +334,26 @@ def test_postings_belong_to_one_board_each(emulator: Emulator) -> None:
     assert len(boards) == 3 and boards[0]["title"].endswith("(primary)")
     assert not boards[0]["isInternal"] and any(b["isInternal"] for b in boards)
     default = {p["id"] for p in answer(emulator, "jobPosting.list")["results"]}
-    per_board = [{p["id"] for p in answer(emulator, "jobPosting.list",
-                                          {"jobBoardId": b["id"]})["results"]}
-                 for b in boards]
+    per_board = [
+        {p["id"] for p in answer(emulator, "jobPosting.list", {"jobBoardId": b["id"]})["results"]}
+        for b in boards
+    ]
     every = set(emulator.org.live_ids("job_postings"))
     assert default == per_board[0] and set().union(*per_board) == every
     assert sum(len(s) for s in per_board) == len(every)  # disjoint
     assert len(every - default) >= len(every) // 3  # a real share off the primary board
-    assert code(emulator, "jobPosting.list", {"jobBoardId": str(uuid.uuid4())}) == \
-        "job_board_not_found"
+    assert (
+        code(emulator, "jobPosting.list", {"jobBoardId": str(uuid.uuid4())})
+        == "job_board_not_found"
+    )
     internal = next(iter(per_board[1]))
-    wrong_board = code(emulator, "jobPosting.info",
-                       {"jobPostingId": internal, "jobBoardId": boards[0]["id"]})
+    wrong_board = code(
+        emulator, "jobPosting.info", {"jobPostingId": internal, "jobBoardId": boards[0]["id"]}
+    )
     assert wrong_board == "job_posting_detail_not_found"
-    assert answer(emulator, "jobPosting.info",
-                  {"jobPostingId": internal, "jobBoardId": boards[1]["id"]})["success"]
+    assert answer(
+        emulator, "jobPosting.info", {"jobPostingId": internal, "jobBoardId": boards[1]["id"]}
+    )["success"]
 
 
 # -- 5. survey types ---------------------------------------------------------------------
@@ -327,15 +374,18 @@ def test_incremental_page_cap_comes_mid_pass(emulator: Emulator) -> None:
     token = page_all(emulator, "candidate.list", {"limit": 3})[1][-1]["syncToken"]
     for cid in org.live_ids("candidates")[:10]:
         org.update("candidates", cid)
-    out = requests.post(f"{emulator.url}/_emulator/settings",
-                        json={"max_incremental_pages": 2}, timeout=10).json()
+    out = requests.post(
+        f"{emulator.url}/_emulator/settings", json={"max_incremental_pages": 2}, timeout=10
+    ).json()
     assert out["result"]["max_incremental_pages"] == 2
     first = answer(emulator, "candidate.list", {"syncToken": token, "limit": 3})
-    second = answer(emulator, "candidate.list",
-                    {"syncToken": token, "limit": 3, "cursor": first["nextCursor"]})
+    second = answer(
+        emulator, "candidate.list", {"syncToken": token, "limit": 3, "cursor": first["nextCursor"]}
+    )
     assert first["success"] and second["success"] and second["moreDataAvailable"]
-    third = answer(emulator, "candidate.list",
-                   {"syncToken": token, "limit": 3, "cursor": second["nextCursor"]})
+    third = answer(
+        emulator, "candidate.list", {"syncToken": token, "limit": 3, "cursor": second["nextCursor"]}
+    )
     assert third["errorInfo"]["code"] == "incremental_sync_too_large"
     assert len(page_all(emulator, "candidate.list", {"limit": 3})[1]) > 2  # full passes: no cap
 
@@ -375,10 +425,12 @@ def test_ids_look_random_and_are_uuid4() -> None:
     for text in ids:
         parsed = uuid.UUID(text)
         assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
     # compresses like real uuid4s: nothing sequential for a codec to exploit
     def ratio(texts: list[str]) -> float:
         raw = "\n".join(texts).encode()
         return len(zlib.compress(raw, 9)) / len(raw)
+
     assert ratio(ids) > 0.97 * ratio([str(uuid.uuid4()) for _ in ids])
 
 
@@ -393,8 +445,12 @@ def test_ids_are_reversible_and_private_to_table_and_seed() -> None:
     codec = IdCodec("5:candidates")
     for index in (0, 1, 2**40 + 7, 2**63 + 5, 2**64 - 1):
         assert codec.decode(codec.encode(index)) == index
-    every = [t.id_of(i) for t in org.tables.values() if not t.spec.same_id_as_parent
-             for i in range(t.count)]
+    every = [
+        t.id_of(i)
+        for t in org.tables.values()
+        if not t.spec.same_id_as_parent
+        for i in range(t.count)
+    ]
     assert len(every) == len(set(every))  # no collisions between tables
     events = org.tables["interview_events"]
     assert org.tables["interview_briefings"].id_of(7) == events.id_of(7)  # same_id_as_parent
@@ -403,10 +459,26 @@ def test_ids_are_reversible_and_private_to_table_and_seed() -> None:
 # -- CLI ---------------------------------------------------------------------------------
 def test_cli_sets_settings_faults_and_versions() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tap_ashby.emulator.cli", "--port", "0", "--scale", "tiny",
-         "--set", "max_incremental_pages=7", "--set", "child_changes_touch_parent=false",
-         "--fault", "partner_rate_limit=0", "--api-version", "2026-01-01=deprecated"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "ashby_emulator.cli",
+            "--port",
+            "0",
+            "--scale",
+            "tiny",
+            "--set",
+            "max_incremental_pages=7",
+            "--set",
+            "child_changes_touch_parent=false",
+            "--fault",
+            "partner_rate_limit=0",
+            "--api-version",
+            "2026-01-01=deprecated",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         url = next(w for w in line.split() if w.startswith("http"))

@@ -11,14 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ashby_emulator import Emulator
 from conftest import ROOT, TapRun, run_tap, tap_config
 from expected import expected_ids
 from test_deletes import apply, live_ids
 
-from tap_ashby.emulator import Emulator
-
-STREAMS = {"candidates", "applications", "candidate_notes", "application_history",
-           "departments"}
+STREAMS = {"candidates", "applications", "candidate_notes", "application_history", "departments"}
 
 # Runs the tap, but SIGKILLs it right after its Nth ledger generation was published: the
 # generation is in the store, the STATE naming it never left the process.
@@ -37,7 +35,8 @@ KILL_AFTER_PUBLISH = (
     "    return ref\n"
     "ledger.LedgerStore.publish = publish\n"
     "sys.argv[0] = 'tap-ashby'\n"
-    "runpy.run_module('tap_ashby.tap', run_name='__main__')\n")
+    "runpy.run_module('tap_ashby.tap', run_name='__main__')\n"
+)
 
 
 def largest_state_line(run: TapRun) -> int:
@@ -73,8 +72,7 @@ def test_ledger_in_an_object_store_url(tmp_path: Path, emulator: Emulator) -> No
     first = run_tap(tmp_path, config, select=STREAMS)
     assert first.returncode == 0, first.stderr[-2000:]
     emulator.org.delete("candidates", emulator.org.live_ids("candidates")[0])
-    second = run_tap(tmp_path, {**config, "reconcile_now": True}, state=first.state,
-                     select=STREAMS)
+    second = run_tap(tmp_path, {**config, "reconcile_now": True}, state=first.state, select=STREAMS)
     assert second.returncode == 0, second.stderr[-2000:]
     assert sum(1 for r in second.records["candidates"] if r.get("_sdc_deleted_at")) == 1
     assert ledger_files(tmp_path / "bucket")
@@ -97,11 +95,24 @@ def test_kill_after_a_generation_is_written_then_rerun_is_exact(tmp_path: Path) 
             org.update("candidates", cands[kill_at + 3], {"name": f"kill {kill_at}"})
             (tmp_path / "state.json").write_text(json.dumps(state))
             killed = subprocess.run(
-                [sys.executable, "-c", KILL_AFTER_PUBLISH, "--config",
-                 str(tmp_path / "config.json"), "--state", str(tmp_path / "state.json"),
-                 "--catalog", str(tmp_path / "catalog.json")],
-                capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
-                env={**os.environ, "KILL_AFTER_PUBLISH": str(kill_at)})
+                [
+                    sys.executable,
+                    "-c",
+                    KILL_AFTER_PUBLISH,
+                    "--config",
+                    str(tmp_path / "config.json"),
+                    "--state",
+                    str(tmp_path / "state.json"),
+                    "--catalog",
+                    str(tmp_path / "catalog.json"),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=120,
+                check=False,
+                env={**os.environ, "KILL_AFTER_PUBLISH": str(kill_at)},
+            )
             assert killed.returncode == -9, killed.stderr[-2000:]
             # what a target loaded from the killed run, and the last state it confirmed
             partial = TapRun(killed.returncode, killed.stdout, killed.stderr)
@@ -119,8 +130,7 @@ def test_kill_after_a_generation_is_written_then_rerun_is_exact(tmp_path: Path) 
             apply(warehouse, rerun)
             state = rerun.state
             for stream in STREAMS:
-                assert live_ids(warehouse, stream) == expected_ids(emu, stream), \
-                    (kill_at, stream)
+                assert live_ids(warehouse, stream) == expected_ids(emu, stream), (kill_at, stream)
         # pruning keeps at most the committed generation and the newest one per lineage
         for stream_dir in (tmp_path / "ledger").iterdir():
             for lineage in stream_dir.iterdir():
@@ -137,18 +147,19 @@ def test_a_lost_ledger_warns_and_deletes_nothing(tmp_path: Path, emulator: Emula
     emulator.org.delete("candidates", emulator.org.live_ids("candidates")[0])
     second = run_tap(tmp_path, config, state=first.state, select=STREAMS)
     assert second.returncode == 0, second.stderr[-2000:]
-    warnings = [line for line in second.stderr.splitlines() if "ledger" in line
-                and "unavailable" in line]
+    warnings = [
+        line for line in second.stderr.splitlines() if "ledger" in line and "unavailable" in line
+    ]
     assert len(warnings) == len(STREAMS), "one warning per ledgered stream"
     assert not any(r.get("_sdc_deleted_at") for recs in second.records.values() for r in recs)
     # rebuilt complete, children of unchanged parents included (one call per parent)
     for stream in STREAMS:
-        assert second.bookmarks()[stream]["ledger"]["rows"] == \
-            len(expected_ids(emulator, stream)), stream
+        assert second.bookmarks()[stream]["ledger"]["rows"] == len(
+            expected_ids(emulator, stream)
+        ), stream
     # rebuilt: the next reconcile finds the deletion again from the new generation
     emulator.org.delete("candidates", emulator.org.live_ids("candidates")[0])
-    third = run_tap(tmp_path, {**config, "reconcile_now": True}, state=second.state,
-                    select=STREAMS)
+    third = run_tap(tmp_path, {**config, "reconcile_now": True}, state=second.state, select=STREAMS)
     assert third.returncode == 0 and "unavailable" not in third.stderr
     assert sum(1 for r in third.records["candidates"] if r.get("_sdc_deleted_at")) == 1
 
@@ -159,9 +170,12 @@ def test_a_foreign_ledger_warns_and_deletes_nothing(tmp_path: Path) -> None:
         first = run_tap(tmp_path, tap_config(org_a, ledger_uri=str(store)), select=STREAMS)
         assert first.returncode == 0, first.stderr[-2000:]
     with Emulator(candidates=20, seed=2) as org_b:  # another org behind another base_url
-        second = run_tap(tmp_path, tap_config(org_b, ledger_uri=str(store),
-                                              reconcile_now=True),
-                         state=first.state, select=STREAMS)
+        second = run_tap(
+            tmp_path,
+            tap_config(org_b, ledger_uri=str(store), reconcile_now=True),
+            state=first.state,
+            select=STREAMS,
+        )
     assert second.returncode == 0, second.stderr[-2000:]
     assert "other settings" in second.stderr
     assert not any(r.get("_sdc_deleted_at") for recs in second.records.values() for r in recs)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ashby_emulator import Emulator
 from expected import expected_ids
 from support.pipeline import (
     Call,
@@ -52,7 +53,6 @@ from support.pipeline import (
 )
 from support.postgres import running_postgres
 
-from tap_ashby.emulator import Emulator
 from tap_ashby.endpoints import ROWS
 
 pytestmark = pytest.mark.slow
@@ -121,8 +121,15 @@ def _run_pass(pipeline: Pipeline, spy: RequestSpy, emu: Emulator, *options: str)
     run = pipeline.run(*options)
     warehouse = pipeline.warehouse
     expected = {s: expected_keys(emu, s, expected_ids(emu, s)) for s in STREAMS}
-    return Pass(run, warehouse.tables(), snapshot(warehouse, STREAMS, EXTRA_COLUMNS), expected,
-                spy.take(), emu.stats.snapshot()["endpoints"], pipeline.stored_state())
+    return Pass(
+        run,
+        warehouse.tables(),
+        snapshot(warehouse, STREAMS, EXTRA_COLUMNS),
+        expected,
+        spy.take(),
+        emu.stats.snapshot()["endpoints"],
+        pipeline.stored_state(),
+    )
 
 
 def _mutate(emu: Emulator) -> Changes:
@@ -140,18 +147,23 @@ def _mutate(emu: Emulator) -> Changes:
     upserted = org.create("candidate_notes", parent_id=note_parent).upserted
     note = next(i for table, i in upserted if table == "candidate_notes")
     depts = org.tables["departments"]
-    department = next(d for d in org.live_ids("departments")
-                      if not depts.get(depts.index_of(d))["isArchived"])  # type: ignore[index]
+    department = next(
+        d for d in org.live_ids("departments") if not depts.get(depts.index_of(d))["isArchived"]
+    )  # type: ignore[index]
     org.archive("departments", department)
     return Changes(renamed, [renamed, position, company], created, note_parent, note, department)
 
 
-@pytest.fixture(scope="module", params=[
-    "duckdb",
-    pytest.param("postgres", marks=pytest.mark.postgres),
-])
-def scenario(request: pytest.FixtureRequest,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+@pytest.fixture(
+    scope="module",
+    params=[
+        "duckdb",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ],
+)
+def scenario(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Scenario]:
     """Full run, changes, incremental run: once per target for every test of this module."""
     workdir = tmp_path_factory.mktemp(f"pipeline-{request.param}")
     with ExitStack() as stack:
@@ -169,8 +181,9 @@ def scenario(request: pytest.FixtureRequest,
         # debug logging on the second run: the key must not leak even then
         second = _run_pass(pipeline, spy, emu, "--log-level=debug")
         ledgers = pipeline.project_ledger_dirs()
-        yield Scenario(pipeline, emu, warehouse, first, second, changes,
-                       pipeline.meltano_state(), ledgers)
+        yield Scenario(
+            pipeline, emu, warehouse, first, second, changes, pipeline.meltano_state(), ledgers
+        )
         for path in ledgers:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -190,8 +203,13 @@ def test_settings_reach_the_plugins(scenario: Scenario) -> None:
         expected = {"path": str(scenario.warehouse.path)}
     else:
         server = scenario.warehouse.server  # type: ignore[attr-defined]
-        expected = {"host": server.host, "port": server.port, "user": server.user,
-                    "database": server.database, "password": "*****"}
+        expected = {
+            "host": server.host,
+            "port": server.port,
+            "user": server.user,
+            "database": server.database,
+            "password": "*****",
+        }
     assert {k: config.get(k) for k in expected} == expected
     assert config["default_target_schema"] == "ashby"
 
@@ -231,8 +249,9 @@ def test_small_batches_lose_no_rows(tmp_path: Path) -> None:
     """target-duckdb with duckdb >= 1.3 drops the first row of every batch: 7 rows a batch."""
     with Emulator(candidates=CANDIDATES, seed=11, key=KEY) as emu:
         warehouse = DuckDBWarehouse(tmp_path / "batches.duckdb")
-        pipeline = Pipeline(emu, warehouse, tmp_path, STREAMS,
-                            extra_env={"TARGET_DUCKDB_BATCH_SIZE_ROWS": "7"})
+        pipeline = Pipeline(
+            emu, warehouse, tmp_path, STREAMS, extra_env={"TARGET_DUCKDB_BATCH_SIZE_ROWS": "7"}
+        )
         config = json.loads(pipeline.meltano("config", "print", "target-duckdb").check().stdout)
         assert config["batch_size_rows"] == 7 and config["path"] == str(warehouse.path)
         run = pipeline.run()
@@ -269,8 +288,9 @@ def test_incremental_run_updates_in_place_and_adds(scenario: Scenario) -> None:
     # Exactly the changed rows were (re)loaded by the second run; full-table brands: all.
     changed = changes.changed_candidates
     notes_of_changed = {i for c, i in second.expected["candidate_notes"] if c in changed}
-    reloaded = {s: second.rows[s].extracted_after(first.rows[s].max_extracted_at())
-                for s in STREAMS}
+    reloaded = {
+        s: second.rows[s].extracted_after(first.rows[s].max_extracted_at()) for s in STREAMS
+    }
     assert reloaded == {
         "candidates": changed,
         "candidate_notes": notes_of_changed,
@@ -281,8 +301,7 @@ def test_incremental_run_updates_in_place_and_adds(scenario: Scenario) -> None:
     }
 
 
-def test_incremental_run_sends_tokens_and_lists_only_changed_children(
-        scenario: Scenario) -> None:
+def test_incremental_run_sends_tokens_and_lists_only_changed_children(scenario: Scenario) -> None:
     """The second run resumes from the stored bookmarks and calls children of changes only."""
     first, second, changes = scenario.first, scenario.second, scenario.changes
     marks = first.bookmarks()
@@ -292,10 +311,14 @@ def test_incremental_run_sends_tokens_and_lists_only_changed_children(
     assert marks["candidates"]["sync_token"] == marks["candidate_notes"]["parent_sync_token"]
     assert {b.get("syncToken") for b in lists} == {marks["candidates"]["sync_token"]}
     assert sum(1 for b in lists if "cursor" not in b) == 1
-    for stream, path in (("applications", "application.list"),
-                         ("departments", "department.list"), ("jobs", "job.list")):
-        assert [b.get("syncToken") for b in bodies(second.calls, path)] == \
-            [marks[stream]["sync_token"]], path
+    for stream, path in (
+        ("applications", "application.list"),
+        ("departments", "department.list"),
+        ("jobs", "job.list"),
+    ):
+        assert [b.get("syncToken") for b in bodies(second.calls, path)] == [
+            marks[stream]["sync_token"]
+        ], path
     assert [b.get("syncToken") for b in bodies(second.calls, "brand.list")] == [None]
     # notes are listed for the changed candidates only, once each
     notes = [b["candidateId"] for b in bodies(second.calls, "candidate.listNotes")]
@@ -303,8 +326,9 @@ def test_incremental_run_sends_tokens_and_lists_only_changed_children(
     assert second.counts["candidate.listNotes"] == {"200": len(changes.changed_candidates)}
     pages = len(lists)
     # + version.list: the run's one check of the pinned Ashby-Version
-    assert sum(sum(c.values()) for c in second.counts.values()) == \
-        1 + pages + 1 + 1 + 1 + 1 + len(changes.changed_candidates)
+    assert sum(sum(c.values()) for c in second.counts.values()) == 1 + pages + 1 + 1 + 1 + 1 + len(
+        changes.changed_candidates
+    )
 
 
 # -- 3. state and secrets -------------------------------------------------------------------
@@ -315,7 +339,6 @@ def test_ledgers_live_in_the_meltano_project_and_state_stays_small(scenario: Sce
     for lineage in scenario.ledgers:
         assert 1 <= len(list(lineage.glob("*.ledger"))) <= 2, lineage
     assert len(json.dumps(scenario.second.state)) < 64 * 1024
-
 
 
 def test_state_holds_tokens_and_never_the_key(scenario: Scenario) -> None:
@@ -333,8 +356,11 @@ def test_state_holds_tokens_and_never_the_key(scenario: Scenario) -> None:
         assert isinstance(token, str) and token
         assert "sync_token" not in marks["brands"]
     # the bookmarks moved on where something changed
-    for stream, name in (("candidates", "sync_token"), ("departments", "sync_token"),
-                         ("candidate_notes", "parent_sync_token")):
+    for stream, name in (
+        ("candidates", "sync_token"),
+        ("departments", "sync_token"),
+        ("candidate_notes", "parent_sync_token"),
+    ):
         assert second.bookmarks()[stream][name] != first.bookmarks()[stream][name], stream
     # Meltano itself reports the same state under the pipeline's state id
     assert scenario.state_get == second.state["completed"]
@@ -342,8 +368,11 @@ def test_state_holds_tokens_and_never_the_key(scenario: Scenario) -> None:
     texts = {
         "state file": pipeline.state_file.read_text(),
         "meltano state get": json.dumps(scenario.state_get),
-        **{f"run {n} {part}": getattr(done.run, part)
-           for n, done in enumerate((first, second), 1) for part in ("stdout", "stderr")},
+        **{
+            f"run {n} {part}": getattr(done.run, part)
+            for n, done in enumerate((first, second), 1)
+            for part in ("stdout", "stderr")
+        },
     }
     files = pipeline.private_files()
     assert any(p.name == "meltano.db" for p in files)
@@ -365,7 +394,8 @@ def test_meltano_default_selection_is_the_taps_default(tmp_path: Path) -> None:
         dumped = pipeline.meltano("invoke", "--no-install", "--dump=catalog", "tap-ashby")
     catalog = json.loads(dumped.check().stdout)
     selected = {
-        entry["tap_stream_id"] for entry in catalog["streams"]
+        entry["tap_stream_id"]
+        for entry in catalog["streams"]
         for meta in entry["metadata"]
         if meta["breadcrumb"] == [] and meta["metadata"].get("selected")
     }

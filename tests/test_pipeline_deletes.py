@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ashby_emulator import Emulator
 from expected import expected_ids
 from support.pipeline import DuckDBWarehouse, Pipeline, PostgresWarehouse, Warehouse
 from support.postgres import running_postgres
 
-from tap_ashby.emulator import Emulator
 from tap_ashby.endpoints import ENDPOINTS
 
 pytestmark = pytest.mark.slow

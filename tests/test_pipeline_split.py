@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ashby_emulator import Emulator
 from support.pipeline import DuckDBWarehouse, Pipeline
 
-from tap_ashby.emulator import Emulator
 from tap_ashby.endpoints import ENDPOINTS
 
 pytestmark = pytest.mark.slow

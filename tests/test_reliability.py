@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ashby_emulator import Emulator
 from conftest import SECRET_KEY, run_tap, tap_config
 from expected import expected_ids
 from hypothesis import HealthCheck, Phase, given, settings
@@ -25,15 +26,15 @@ from hypothesis import strategies as st
 from support.pipeline import MELTANO, ROOT, DuckDBWarehouse, Pipeline, secret_forms
 from test_deletes import apply, live_ids
 
-from tap_ashby.emulator import Emulator
 from tap_ashby.endpoints import ENDPOINTS
 
 pytestmark = pytest.mark.slow
 KEY = "reliability-secret-key-42"
 
 
-def assert_warehouse_equals_source(warehouse: DuckDBWarehouse, emu: Emulator,
-                                   streams: tuple[str, ...]) -> None:
+def assert_warehouse_equals_source(
+    warehouse: DuckDBWarehouse, emu: Emulator, streams: tuple[str, ...]
+) -> None:
     for stream in streams:
         keys = ENDPOINTS[stream].primary_keys
         rows = warehouse.rows(stream, list(keys))
@@ -56,12 +57,28 @@ def test_fault_storm_over_100k_records_loses_nothing(tmp_path: Path) -> None:
     streams = ("candidates", "applications", "departments", "brands")
     emu = Emulator(candidates=50_000, seed=21, key=KEY).start()
     try:
-        emu.faults.update(rate_limit=0.2, retry_after=0.05, server_error=0.05, drop=0.02,
-                          slow=0.02, slow_seconds=0.2, truncated=0.01, seed=21)
+        emu.faults.update(
+            rate_limit=0.2,
+            retry_after=0.05,
+            server_error=0.05,
+            drop=0.02,
+            slow=0.02,
+            slow_seconds=0.2,
+            truncated=0.01,
+            seed=21,
+        )
         warehouse = DuckDBWarehouse(tmp_path / "storm.duckdb")
-        pipeline = Pipeline(emu, warehouse, tmp_path, streams, extra_env={
-            "TAP_ASHBY_MAX_RETRIES": "15", "TAP_ASHBY_RETRY_BASE_DELAY_MS": "20",
-            "TAP_ASHBY_RECONCILE_EVERY_N_RUNS": "0"})
+        pipeline = Pipeline(
+            emu,
+            warehouse,
+            tmp_path,
+            streams,
+            extra_env={
+                "TAP_ASHBY_MAX_RETRIES": "15",
+                "TAP_ASHBY_RETRY_BASE_DELAY_MS": "20",
+                "TAP_ASHBY_RECONCILE_EVERY_N_RUNS": "0",
+            },
+        )
         full = pipeline.run()
         assert_warehouse_equals_source(warehouse, emu, streams)
         rng = random.Random(3)
@@ -74,11 +91,12 @@ def test_fault_storm_over_100k_records_loses_nothing(tmp_path: Path) -> None:
         assert_warehouse_equals_source(warehouse, emu, streams)
         faults = emu.stats.snapshot()["faults"]
         assert faults.get("rate_limit", 0) > 100 and faults.get("drop", 0) > 5
-        print(f"storm: {sum(faults.values())} faults injected {faults}; records "
-              f"{sum(len(expected_ids(emu, s)) for s in streams)}; full run "
-              f"{full.seconds:.0f}s, incremental {incremental.seconds:.0f}s")
-        assert_no_secret([full.output, incremental.output,
-                          pipeline.state_file.read_text()], KEY)
+        print(
+            f"storm: {sum(faults.values())} faults injected {faults}; records "
+            f"{sum(len(expected_ids(emu, s)) for s in streams)}; full run "
+            f"{full.seconds:.0f}s, incremental {incremental.seconds:.0f}s"
+        )
+        assert_no_secret([full.output, incremental.output, pipeline.state_file.read_text()], KEY)
     finally:
         emu.stop()
 
@@ -86,11 +104,24 @@ def test_fault_storm_over_100k_records_loses_nothing(tmp_path: Path) -> None:
 # -- crash and rerun -------------------------------------------------------------------------
 def run_and_kill(pipeline: Pipeline, emu: Emulator, after_requests: int) -> int:
     """Start `meltano run` and SIGKILL its whole process group after N API requests."""
-    cmd = [str(MELTANO), "run", "--no-install", "--state-id-suffix", pipeline.suffix,
-           "tap-ashby", pipeline.warehouse.target]
+    cmd = [
+        str(MELTANO),
+        "run",
+        "--no-install",
+        "--state-id-suffix",
+        pipeline.suffix,
+        "tap-ashby",
+        pipeline.warehouse.target,
+    ]
     start = emu.stats.snapshot()["total"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=pipeline.env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=pipeline.env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         if emu.stats.snapshot()["total"] - start >= after_requests:
@@ -101,8 +132,9 @@ def run_and_kill(pipeline: Pipeline, emu: Emulator, after_requests: int) -> int:
     return proc.returncode
 
 
-def assert_bookmark_not_ahead(pipeline: Pipeline, warehouse: DuckDBWarehouse,
-                              emu: Emulator) -> None:
+def assert_bookmark_not_ahead(
+    pipeline: Pipeline, warehouse: DuckDBWarehouse, emu: Emulator
+) -> None:
     """Every candidate the stored token claims (changed at or before it) is loaded as is."""
     if not pipeline.state_file.exists():
         return
@@ -116,8 +148,9 @@ def assert_bookmark_not_ahead(pipeline: Pipeline, warehouse: DuckDBWarehouse,
     table = emu.org.tables["candidates"]
     for i in table.live_indices():
         if table.changed.get(i, 0) <= seq:
-            assert names.get(table.id_of(i)) == table.get(i)["name"], \
+            assert names.get(table.id_of(i)) == table.get(i)["name"], (
                 "the stored syncToken is ahead of what was loaded"
+            )
 
 
 def test_sigkill_at_many_points_then_rerun_loses_nothing(tmp_path: Path) -> None:
@@ -125,8 +158,13 @@ def test_sigkill_at_many_points_then_rerun_loses_nothing(tmp_path: Path) -> None
     emu = Emulator(candidates=120, seed=31, key=KEY).start()
     emu.faults.update(latency=0.004)  # a steady pace, so kill points land where aimed
     warehouse = DuckDBWarehouse(tmp_path / "crash.duckdb")
-    pipeline = Pipeline(emu, warehouse, tmp_path, streams, extra_env={
-        "TAP_ASHBY_RECONCILE_EVERY_N_RUNS": "1", "TAP_ASHBY_PAGE_SIZE": "20"})
+    pipeline = Pipeline(
+        emu,
+        warehouse,
+        tmp_path,
+        streams,
+        extra_env={"TAP_ASHBY_RECONCILE_EVERY_N_RUNS": "1", "TAP_ASHBY_PAGE_SIZE": "20"},
+    )
     rng = random.Random(8)
     try:
         # A clean run measures how many requests one run makes (about 270 here).
@@ -151,16 +189,26 @@ def test_sigkill_at_many_points_then_rerun_loses_nothing(tmp_path: Path) -> None
 
 
 # -- property test: random changes and runs --------------------------------------------------
-OPS = st.lists(st.tuples(
-    st.sampled_from(["create", "update", "archive", "delete", "merge", "expire", "too_large",
-                     "run"]),
-    st.integers(min_value=0, max_value=10_000)), min_size=3, max_size=12)
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["create", "update", "archive", "delete", "merge", "expire", "too_large", "run"]
+        ),
+        st.integers(min_value=0, max_value=10_000),
+    ),
+    min_size=3,
+    max_size=12,
+)
 PROP_STREAMS = {"candidates", "candidate_notes", "applications", "departments"}
 
 
 # No shrinking phase: it can take minutes; a failure still prints the operations it ran.
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck),
-          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 @given(ops=OPS)
 def test_any_sequence_of_changes_and_runs_keeps_warehouse_equal(tmp_path_factory, ops) -> None:
     tmp = tmp_path_factory.mktemp("prop")
@@ -205,7 +253,8 @@ RSS_WRAPPER = (
     "atexit.register(lambda: sys.stderr.write("
     "f'MAXRSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n'))\n"
     "sys.argv[0] = 'tap-ashby'\n"
-    "runpy.run_module('tap_ashby.tap', run_name='__main__')\n")
+    "runpy.run_module('tap_ashby.tap', run_name='__main__')\n"
+)
 
 
 def test_soak_fifty_incremental_runs_do_not_grow(tmp_path: Path) -> None:
@@ -225,12 +274,29 @@ def test_soak_fifty_incremental_runs_do_not_grow(tmp_path: Path) -> None:
             emu.org.create("candidates")
             (tmp_path / "state.json").write_text(json.dumps(state))
             proc = subprocess.run(
-                [sys.executable, "-c", RSS_WRAPPER, "--config", str(tmp_path / "config.json"),
-                 "--state", str(tmp_path / "state.json"), "--catalog", str(catalog)],
-                capture_output=True, text=True, cwd=ROOT, check=False, timeout=120)
+                [
+                    sys.executable,
+                    "-c",
+                    RSS_WRAPPER,
+                    "--config",
+                    str(tmp_path / "config.json"),
+                    "--state",
+                    str(tmp_path / "state.json"),
+                    "--catalog",
+                    str(catalog),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                check=False,
+                timeout=120,
+            )
             assert proc.returncode == 0, proc.stderr[-2000:]
-            states = [json.loads(line)["value"] for line in proc.stdout.splitlines()
-                      if line.startswith('{"type":"STATE"')]
+            states = [
+                json.loads(line)["value"]
+                for line in proc.stdout.splitlines()
+                if line.startswith('{"type":"STATE"')
+            ]
             state = states[-1]
             assert SECRET_KEY not in proc.stdout + proc.stderr, n
             state_sizes.append(len(json.dumps(state)))
@@ -246,8 +312,13 @@ def test_soak_fifty_incremental_runs_do_not_grow(tmp_path: Path) -> None:
         assert max(threads[-10:]) <= max(threads[:10])  # emulator connections are released
         # old ledger generations are pruned: at most the committed one and the newest
         lineages = {b["ledger"]["lineage"] for b in state["bookmarks"].values()}
-        files = [p for p in Path(os.environ["XDG_DATA_HOME"]).rglob("*.ledger")
-                 if p.parent.name in lineages]
+        files = [
+            p
+            for p in Path(os.environ["XDG_DATA_HOME"]).rglob("*.ledger")
+            if p.parent.name in lineages
+        ]
         assert 0 < len(files) <= 2 * len(lineages)
-        print(f"soak: 50 runs, state {min(state_sizes)}-{max(state_sizes)} bytes, "
-              f"{len(files)} ledger files, max RSS {min(rss)}-{max(rss)} KB")
+        print(
+            f"soak: 50 runs, state {min(state_sizes)}-{max(state_sizes)} bytes, "
+            f"{len(files)} ledger files, max RSS {min(rss)}-{max(rss)} KB"
+        )

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import atexit
 
+from ashby_emulator import Emulator
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
-from tap_ashby.emulator import Emulator
 from tap_ashby.tap import TapAshby
 
 _EMULATOR = Emulator(candidates=12, seed=5, key="sdk-suite-key").start()
 atexit.register(_EMULATOR.stop)
-_CONFIG = {"api_key": _EMULATOR.key, "base_url": _EMULATOR.url, "requests_per_minute": 0,
-           "report_ids": ["saved-report-1"]}
+_CONFIG = {
+    "api_key": _EMULATOR.key,
+    "base_url": _EMULATOR.url,
+    "requests_per_minute": 0,
+    "report_ids": ["saved-report-1"],
+}
 
 
 def _catalog_selecting_everything() -> dict:

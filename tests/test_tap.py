@@ -10,25 +10,23 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from ashby_emulator import Emulator
+from ashby_emulator.catalog import endpoints as catalog_endpoints
 from conftest import SECRET_KEY, TAP, discover, run_tap, tap_config
 from expected import delivered_ids, expected_ids
 
-from tap_ashby.emulator import Emulator
-from tap_ashby.emulator.catalog import endpoints as catalog_endpoints
 from tap_ashby.endpoints import ENDPOINTS, ROWS
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 CHILD_STREAMS = {r.stream for r in ROWS if r.parent}
 
 
-def test_discovery_lists_every_stream_with_its_schema(tmp_path: Path,
-                                                       emulator: Emulator) -> None:
+def test_discovery_lists_every_stream_with_its_schema(tmp_path: Path, emulator: Emulator) -> None:
     catalog = discover(tmp_path, tap_config(emulator))
     streams = {s["tap_stream_id"]: s for s in catalog["streams"]}
     assert set(streams) == set(ENDPOINTS)
     # every stream and optional_stream endpoint of the 2026 catalog, nothing else
-    rows = [r for r in catalog_endpoints().values()
-            if r["role"] in ("stream", "optional_stream")]
+    rows = [r for r in catalog_endpoints().values() if r["role"] in ("stream", "optional_stream")]
     assert set(streams) == {r["stream"] for r in rows} and len(streams) == 57
     for row in rows:
         ours = ENDPOINTS[row["stream"]]
@@ -43,8 +41,7 @@ def test_discovery_lists_every_stream_with_its_schema(tmp_path: Path,
         assert top["selected-by-default"] == ENDPOINTS[name].selected_by_default
 
 
-def test_full_sync_of_every_stream_matches_the_emulator(tmp_path: Path,
-                                                        emulator: Emulator) -> None:
+def test_full_sync_of_every_stream_matches_the_emulator(tmp_path: Path, emulator: Emulator) -> None:
     run = run_tap(tmp_path, tap_config(emulator, report_ids=["r1"]), select="all")
     assert run.returncode == 0, run.stderr[-2000:]
     for stream in ENDPOINTS:
@@ -57,7 +54,8 @@ def test_full_sync_of_every_stream_matches_the_emulator(tmp_path: Path,
         assert len(keys) == len(set(keys)), f"duplicate keys in {stream}"
         validator = jsonschema.Draft7Validator(
             json.loads((SCHEMAS / f"{stream}.json").read_text()),
-            format_checker=jsonschema.FormatChecker())
+            format_checker=jsonschema.FormatChecker(),
+        )
         for record in records:
             validator.validate(record)
     # children carry their parent's id where Ashby leaves it out
@@ -67,8 +65,9 @@ def test_full_sync_of_every_stream_matches_the_emulator(tmp_path: Path,
     assert SECRET_KEY not in run.stdout + run.stderr
 
 
-def test_default_selection_skips_optional_and_costly_streams(tmp_path: Path,
-                                                             emulator: Emulator) -> None:
+def test_default_selection_skips_optional_and_costly_streams(
+    tmp_path: Path, emulator: Emulator
+) -> None:
     run = run_tap(tmp_path, tap_config(emulator))
     assert run.returncode == 0, run.stderr[-2000:]
     defaults = {r.stream for r in ROWS if r.selected_by_default}
@@ -80,8 +79,11 @@ def test_requests_per_full_sync_are_one_per_page(tmp_path: Path, emulator: Emula
     for _ in range(13):
         emulator.org.create("candidates")  # 43 candidates
     emulator.stats.reset()
-    run = run_tap(tmp_path, tap_config(emulator, page_size=10),
-                  select={"candidates", "departments", "candidate_notes"})
+    run = run_tap(
+        tmp_path,
+        tap_config(emulator, page_size=10),
+        select={"candidates", "departments", "candidate_notes"},
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     # one pass over candidate.list serves candidates and candidate_notes
     assert emulator.stats.requests("candidate.list") == math.ceil(43 / 10)
@@ -122,8 +124,9 @@ def test_incremental_run_emits_exactly_the_changes(tmp_path: Path, emulator: Emu
 
 
 @pytest.mark.parametrize("case", ["expired", "too_large"])
-def test_refused_token_falls_back_to_a_full_pass(tmp_path: Path, emulator: Emulator,
-                                                 case: str) -> None:
+def test_refused_token_falls_back_to_a_full_pass(
+    tmp_path: Path, emulator: Emulator, case: str
+) -> None:
     config = tap_config(emulator)
     first = run_tap(tmp_path, config, select={"candidates"})
     if case == "expired":
@@ -137,8 +140,10 @@ def test_refused_token_falls_back_to_a_full_pass(tmp_path: Path, emulator: Emula
     code = "sync_token_expired" if case == "expired" else "incremental_sync_too_large"
     assert code in second.stderr and "doing a full pass" in second.stderr
     assert second.ids("candidates") == set(emulator.org.live_ids("candidates"))
-    assert second.bookmarks()["candidates"]["sync_token"] != \
-        first.bookmarks()["candidates"]["sync_token"]
+    assert (
+        second.bookmarks()["candidates"]["sync_token"]
+        != first.bookmarks()["candidates"]["sync_token"]
+    )
 
 
 def test_interrupted_run_keeps_the_old_bookmark(tmp_path: Path, emulator: Emulator) -> None:
@@ -148,14 +153,18 @@ def test_interrupted_run_keeps_the_old_bookmark(tmp_path: Path, emulator: Emulat
     for cid in emulator.org.live_ids("candidates")[:12]:
         emulator.org.update("candidates", cid)
     emulator.faults.update(server_error=0.5, seed=3)
-    broken = run_tap(tmp_path, tap_config(emulator, page_size=5, max_retries=0),
-                     state=first.state, select={"candidates"})
+    broken = run_tap(
+        tmp_path,
+        tap_config(emulator, page_size=5, max_retries=0),
+        state=first.state,
+        select={"candidates"},
+    )
     assert broken.returncode != 0
-    assert all(s.get("bookmarks", {}).get("candidates", {}).get("sync_token") == old
-               for s in broken.states)
+    assert all(
+        s.get("bookmarks", {}).get("candidates", {}).get("sync_token") == old for s in broken.states
+    )
     emulator.faults.update(server_error=0.0)
-    rerun = run_tap(tmp_path, config, state=broken.state or first.state,
-                    select={"candidates"})
+    rerun = run_tap(tmp_path, config, state=broken.state or first.state, select={"candidates"})
     assert rerun.returncode == 0
     assert len(rerun.ids("candidates")) == 12  # the changes arrive on the rerun
 
@@ -167,16 +176,23 @@ def test_missing_permission_skips_the_stream(tmp_path: Path, emulator: Emulator)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "skipping stream offers" in run.stderr and "offersRead" in run.stderr
     assert run.ids("departments") and run.ids("candidates") and not run.ids("offers")
-    strict = run_tap(tmp_path, {**config, "on_missing_permission": "fail"},
-                     select={"offers", "departments"})
+    strict = run_tap(
+        tmp_path, {**config, "on_missing_permission": "fail"}, select={"offers", "departments"}
+    )
     assert strict.returncode != 0
     assert "offersRead" in strict.stderr and "Traceback" not in strict.stderr
 
 
-def test_fault_storm_completes_with_the_right_records(tmp_path: Path,
-                                                      emulator: Emulator) -> None:
-    emulator.faults.update(rate_limit=0.2, retry_after=0, server_error=0.05, drop=0.02,
-                           malformed=0.02, truncated=0.02, seed=5)
+def test_fault_storm_completes_with_the_right_records(tmp_path: Path, emulator: Emulator) -> None:
+    emulator.faults.update(
+        rate_limit=0.2,
+        retry_after=0,
+        server_error=0.05,
+        drop=0.02,
+        malformed=0.02,
+        truncated=0.02,
+        seed=5,
+    )
     select = {"candidates", "applications", "candidate_notes", "application_history", "jobs"}
     run = run_tap(tmp_path, tap_config(emulator, max_retries=12, page_size=7), select=select)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -187,12 +203,16 @@ def test_fault_storm_completes_with_the_right_records(tmp_path: Path,
 
 def test_retry_after_is_honoured(tmp_path: Path, emulator: Emulator) -> None:
     emulator.faults.update(rate_limit=0.5, retry_after=1, seed=2)
-    run = run_tap(tmp_path, tap_config(emulator, page_size=10),
-                  select={"brands", "departments", "candidates"})
+    run = run_tap(
+        tmp_path, tap_config(emulator, page_size=10), select={"brands", "departments", "candidates"}
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert emulator.stats.snapshot()["faults"]["rate_limit"] > 0
-    waits = [float(line.split(" in ")[1].split("s:")[0])
-             for line in run.stderr.splitlines() if "retry " in line and " in " in line]
+    waits = [
+        float(line.split(" in ")[1].split("s:")[0])
+        for line in run.stderr.splitlines()
+        if "retry " in line and " in " in line
+    ]
     assert waits and all(w >= 1.0 for w in waits)
 
 
@@ -206,8 +226,7 @@ BAD_CONFIGS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
-def test_bad_config_fails_before_any_request(tmp_path: Path, emulator: Emulator,
-                                             case: str) -> None:
+def test_bad_config_fails_before_any_request(tmp_path: Path, emulator: Emulator, case: str) -> None:
     change, setting = BAD_CONFIGS[case]
     config = {k: v for k, v in {**tap_config(emulator), **change}.items() if v is not None}
     emulator.stats.reset()
@@ -217,10 +236,12 @@ def test_bad_config_fails_before_any_request(tmp_path: Path, emulator: Emulator,
     assert emulator.stats.snapshot()["total"] == 0
 
 
-@pytest.mark.parametrize("case", ["wrong key", "not ashby", "refused", "tls", "unknown code",
-                                  "keyless record"])
-def test_unusable_endpoint_fails_with_one_line(tmp_path: Path, emulator: Emulator,
-                                               case: str) -> None:
+@pytest.mark.parametrize(
+    "case", ["wrong key", "not ashby", "refused", "tls", "unknown code", "keyless record"]
+)
+def test_unusable_endpoint_fails_with_one_line(
+    tmp_path: Path, emulator: Emulator, case: str
+) -> None:
     config = tap_config(emulator, max_retries=1)
     if case == "wrong key":
         config["api_key"] = "wrong-" + SECRET_KEY
@@ -240,9 +261,14 @@ def test_unusable_endpoint_fails_with_one_line(tmp_path: Path, emulator: Emulato
     assert "Traceback" not in run.stderr
     errors = [line for line in run.stderr.splitlines() if "tap-ashby failed" in line]
     assert len(errors) == 1, run.stderr[-2000:]
-    expected = {"wrong key": "HTTP 403", "not ashby": "not valid JSON", "refused": "cannot reach",
-                "tls": "cannot reach", "unknown code": "unexpected_internal_state",
-                "keyless record": "has no 'id'"}[case]
+    expected = {
+        "wrong key": "HTTP 403",
+        "not ashby": "not valid JSON",
+        "refused": "cannot reach",
+        "tls": "cannot reach",
+        "unknown code": "unexpected_internal_state",
+        "keyless record": "has no 'id'",
+    }[case]
     assert expected in errors[0]
     assert not run.bookmarks().get("departments", {}).get("sync_token")
     assert SECRET_KEY not in run.stdout + run.stderr
@@ -250,8 +276,9 @@ def test_unusable_endpoint_fails_with_one_line(tmp_path: Path, emulator: Emulato
     assert basic not in run.stdout + run.stderr
 
 
-def test_one_stream_resyncs_while_the_others_stay_incremental(tmp_path: Path,
-                                                              emulator: Emulator) -> None:
+def test_one_stream_resyncs_while_the_others_stay_incremental(
+    tmp_path: Path, emulator: Emulator
+) -> None:
     config = tap_config(emulator)
     select = {"candidates", "departments"}
     first = run_tap(tmp_path, config, select=select)
@@ -266,20 +293,26 @@ def test_one_stream_resyncs_while_the_others_stay_incremental(tmp_path: Path,
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"bookmarks": 7}'])
-def test_unusable_state_file_is_one_line(tmp_path: Path, emulator: Emulator,
-                                         content: str) -> None:
+def test_unusable_state_file_is_one_line(tmp_path: Path, emulator: Emulator, content: str) -> None:
     (tmp_path / "config.json").write_text(json.dumps(tap_config(emulator)))
     (tmp_path / "state.json").write_text(content)
-    proc = subprocess.run([*TAP, "--config", str(tmp_path / "config.json"), "--state",
-                           str(tmp_path / "state.json")], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        [*TAP, "--config", str(tmp_path / "config.json"), "--state", str(tmp_path / "state.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "state file" in proc.stderr
 
 
 def test_foreign_state_falls_back_to_full_passes(tmp_path: Path, emulator: Emulator) -> None:
-    state = {"bookmarks": {"candidates": {"sync_token": "not-a-token", "ledger": "garbage"},
-                           "no_such_stream": {"x": 1}}}
+    state = {
+        "bookmarks": {
+            "candidates": {"sync_token": "not-a-token", "ledger": "garbage"},
+            "no_such_stream": {"x": 1},
+        }
+    }
     run = run_tap(tmp_path, tap_config(emulator), state=state, select={"candidates"})
     assert run.returncode == 0, run.stderr[-2000:]
     assert "sync_token_invalid" in run.stderr
@@ -310,4 +343,5 @@ def test_request_bodies_use_only_documented_fields() -> None:
         assert sent <= params, f"{row.stream}: undeclared {sorted(sent - params)}"
         if row.partition_values:
             assert set(row.partition_values) == set(
-                catalog[row.path]["params"][row.partition_param]["values"]), row.stream
+                catalog[row.path]["params"][row.partition_param]["values"]
+            ), row.stream

@@ -184,8 +184,9 @@ class TestClassify:
         body = fail("invalid_input", "Unsupported Ashby-Version: 1999-01-01")
         assert type(classify("version.list", 400, body, "p")) is InvalidInput
 
-    @pytest.mark.parametrize("code", ["sync_token_expired", "sync_token_invalid",
-                                      "incremental_sync_too_large"])
+    @pytest.mark.parametrize(
+        "code", ["sync_token_expired", "sync_token_invalid", "incremental_sync_too_large"]
+    )
     @pytest.mark.parametrize("status", [200, 400, 409])
     def test_token_codes_win_over_status(self, code: str, status: int) -> None:
         err = classify("candidate.list", status, fail(code, "too many"), "p")
@@ -193,8 +194,9 @@ class TestClassify:
         assert err.code == code
         assert code in one_line(err)
 
-    @pytest.mark.parametrize("code", ["next_cursor_expired", "invalid_next_cursor",
-                                      "cursor_invalid"])
+    @pytest.mark.parametrize(
+        "code", ["next_cursor_expired", "invalid_next_cursor", "cursor_invalid"]
+    )
     def test_cursor_codes(self, code: str) -> None:
         err = classify("candidate.list", 200, fail(code), "p")
         assert type(err) is CursorExpired and err.code == code
@@ -211,8 +213,9 @@ class TestClassify:
         assert f"HTTP {status}" in one_line(err) and "base_url" in str(err)
 
     def test_legacy_errors_string_is_classified(self) -> None:
-        err = classify("candidate.list", 200, {"success": False,
-                                                "errors": ["sync_token_expired"]}, "p")
+        err = classify(
+            "candidate.list", 200, {"success": False, "errors": ["sync_token_expired"]}, "p"
+        )
         assert type(err) is SyncTokenRejected
 
     def test_never_echoes_the_key(self) -> None:
@@ -239,8 +242,9 @@ class TestErrorCode:
         assert error_code({"errors": [{"message": "m"}]}) == "m"
         assert error_code({"errors": [{}]}) == "unknown_error"
 
-    @pytest.mark.parametrize("body", [None, [], "x", {}, {"errors": []},
-                                      {"errorInfo": {"code": ""}}])
+    @pytest.mark.parametrize(
+        "body", [None, [], "x", {}, {"errors": []}, {"errorInfo": {"code": ""}}]
+    )
     def test_unknown(self, body: Any) -> None:
         assert error_code(body) == "unknown_error"
 
@@ -251,13 +255,16 @@ class TestErrorCode:
 NOW = 1_700_000_000.0
 
 
-def response(status: int = 200, body: Any = None, headers: dict[str, str] | None = None,
-             raw: bytes | None = None) -> requests.Response:
+def response(
+    status: int = 200,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> requests.Response:
     """A ``requests.Response`` with a JSON (or raw) body and headers."""
     resp = requests.Response()
     resp.status_code = status
-    resp._content = raw if raw is not None else (b"" if body is None else
-                                                  json.dumps(body).encode())
+    resp._content = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
     resp.headers.update(headers or {})
     return resp
 
@@ -269,15 +276,17 @@ class TestRetryAfter:
     def _frozen_time(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(client_mod, "time", SimpleNamespace(time=lambda: NOW))
 
-    @pytest.mark.parametrize(("header", "expected"), [("7", 7.0), ("0", 0.0), ("2.5", 2.5),
-                                                      ("-3", None)])
+    @pytest.mark.parametrize(
+        ("header", "expected"), [("7", 7.0), ("0", 0.0), ("2.5", 2.5), ("-3", None)]
+    )
     def test_delta_seconds(self, header: str, expected: float) -> None:
         assert retry_after_seconds(response(headers={"Retry-After": header})) == expected
 
     def test_http_date_in_future(self) -> None:
         header = formatdate(NOW + 120, usegmt=True)
-        assert retry_after_seconds(response(headers={"Retry-After": header})) == \
-            pytest.approx(120.0)
+        assert retry_after_seconds(response(headers={"Retry-After": header})) == pytest.approx(
+            120.0
+        )
 
     def test_http_date_in_past_is_zero(self) -> None:
         header = formatdate(NOW - 3600, usegmt=True)
@@ -341,9 +350,15 @@ class TestBackoff:
 
 def client_config(**overrides: Any) -> dict[str, Any]:
     """The settings ``AshbyClient`` reads, with SDK defaults filled in."""
-    config = {"api_key": SECRET, "base_url": "https://ashby.example.test/",
-              "api_version": "2026-01-01", "request_timeout": 5, "max_retries": 2,
-              "retry_base_delay_ms": 0, "page_size": 3}
+    config = {
+        "api_key": SECRET,
+        "base_url": "https://ashby.example.test/",
+        "api_version": "2026-01-01",
+        "request_timeout": 5,
+        "max_retries": 2,
+        "retry_base_delay_ms": 0,
+        "page_size": 3,
+    }
     config.update(overrides)
     return config
 
@@ -378,13 +393,13 @@ class FakeSession:
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """``time.sleep`` in client.py, recorded instead of slept."""
     slept: list[float] = []
-    monkeypatch.setattr(client_mod, "time", SimpleNamespace(time=time.time,
-                                                            sleep=slept.append))
+    monkeypatch.setattr(client_mod, "time", SimpleNamespace(time=time.time, sleep=slept.append))
     return slept
 
 
-def make_client(answers: list[requests.Response | Exception] | None = None,
-                **overrides: Any) -> tuple[AshbyClient, FakeSession, RecordingBudget]:
+def make_client(
+    answers: list[requests.Response | Exception] | None = None, **overrides: Any
+) -> tuple[AshbyClient, FakeSession, RecordingBudget]:
     """A client whose session is a ``FakeSession`` with ``answers``."""
     budget = RecordingBudget()
     client = AshbyClient(client_config(**overrides), budget, LOG)
@@ -405,20 +420,25 @@ class TestPost:
         assert sleeps == []
 
     def test_429_retry_after_pauses_budget(self, sleeps: list[float]) -> None:
-        client, session, budget = make_client([
-            response(429, headers={"Retry-After": "2"}),
-            response(body={"success": True})])
+        client, session, budget = make_client(
+            [response(429, headers={"Retry-After": "2"}), response(body={"success": True})]
+        )
         assert client.post(Call("user.list"), {}, owner="users") == {"success": True}
         assert len(session.posts) == 2
         assert len(sleeps) == 1 and 2.0 <= sleeps[0] <= 2.5
         assert budget.pauses == sleeps
 
-    def test_partner_429_pauses_longer(self, sleeps: list[float],
-                                       caplog: pytest.LogCaptureFixture) -> None:
+    def test_partner_429_pauses_longer(
+        self, sleeps: list[float], caplog: pytest.LogCaptureFixture
+    ) -> None:
         partner = {"X-RateLimit-Scope": "integration-partner", "Retry-After": "1"}
-        client, _, budget = make_client([response(429, headers=partner),
-                                         response(429, headers=partner),
-                                         response(body={"success": True})])
+        client, _, budget = make_client(
+            [
+                response(429, headers=partner),
+                response(429, headers=partner),
+                response(body={"success": True}),
+            ]
+        )
         with caplog.at_level(logging.WARNING):
             client.post(Call("user.list"), {}, owner="users")
         assert all(w >= PARTNER_BACKOFF_FACTOR for w in sleeps) and len(sleeps) == 2
@@ -434,14 +454,16 @@ class TestPost:
         assert budget.pauses == []  # no Retry-After: only this request waits
 
     def test_transport_errors_are_retried(self, sleeps: list[float]) -> None:
-        client, session, _ = make_client([requests.ConnectionError("reset"),
-                                          response(body={"success": True})])
+        client, session, _ = make_client(
+            [requests.ConnectionError("reset"), response(body={"success": True})]
+        )
         assert client.post(Call("user.list"), {}, owner="users") == {"success": True}
         assert len(session.posts) == 2 and len(sleeps) == 1
 
     def test_broken_json_is_retried(self, sleeps: list[float]) -> None:
-        client, session, _ = make_client([response(raw=b"{not json"),
-                                          response(body={"success": True})])
+        client, session, _ = make_client(
+            [response(raw=b"{not json"), response(body={"success": True})]
+        )
         assert client.post(Call("user.list"), {}, owner="users") == {"success": True}
         assert len(session.posts) == 2
 
@@ -451,8 +473,9 @@ class TestPost:
             client.post(Call("user.list"), {}, owner="users")
         assert len(session.posts) == 1 and sleeps == []
 
-    def test_deprecated_version_warns_once(self, sleeps: list[float],
-                                           caplog: pytest.LogCaptureFixture) -> None:
+    def test_deprecated_version_warns_once(
+        self, sleeps: list[float], caplog: pytest.LogCaptureFixture
+    ) -> None:
         headers = {"Ashby-Version-Status": "Deprecated", "Ashby-Version": "2026-01-01"}
         ok = {"success": True}
         client, _, _ = make_client([response(body=ok, headers=headers)] * 3)
@@ -486,11 +509,17 @@ class ScriptedPost:
         return step
 
 
-def page(rows: list[Any], cursor: str | None = None, token: str | None = None,
-         ) -> dict[str, Any]:
+def page(
+    rows: list[Any],
+    cursor: str | None = None,
+    token: str | None = None,
+) -> dict[str, Any]:
     """A ``success: true`` list answer: more data when ``cursor`` is given."""
-    out: dict[str, Any] = {"success": True, "results": rows,
-                           "moreDataAvailable": cursor is not None}
+    out: dict[str, Any] = {
+        "success": True,
+        "results": rows,
+        "moreDataAvailable": cursor is not None,
+    }
     if cursor:
         out["nextCursor"] = cursor
     if token:
@@ -498,8 +527,10 @@ def page(rows: list[Any], cursor: str | None = None, token: str | None = None,
     return out
 
 
-def scripted_client(monkeypatch: pytest.MonkeyPatch, script: list[dict[str, Any] | Exception],
-                    ) -> tuple[AshbyClient, ScriptedPost]:
+def scripted_client(
+    monkeypatch: pytest.MonkeyPatch,
+    script: list[dict[str, Any] | Exception],
+) -> tuple[AshbyClient, ScriptedPost]:
     """A client whose ``post`` follows ``script``."""
     client = AshbyClient(client_config(page_size=2), RequestBudget(), LOG)
     post = ScriptedPost(script)
@@ -511,10 +542,14 @@ class TestPages:
     """``AshbyClient.pages``: cursor following and what each request body carries."""
 
     def test_follows_cursor_and_repeats_token(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        client, post = scripted_client(monkeypatch, [
-            page([{"id": 1}, {"id": 2}], cursor="c1"),
-            page([{"id": 3}, {"id": 4}], cursor="c2"),
-            page([{"id": 5}], token="T1")])
+        client, post = scripted_client(
+            monkeypatch,
+            [
+                page([{"id": 1}, {"id": 2}], cursor="c1"),
+                page([{"id": 3}, {"id": 4}], cursor="c2"),
+                page([{"id": 5}], token="T1"),
+            ],
+        )
         call = Call("candidate.list", {"createdAfter": 5})
         pages = list(client.pages(call, "T0", "candidates"))
         assert [[r["id"] for r in p.records] for p in pages] == [[1, 2], [3, 4], [5]]
@@ -523,7 +558,8 @@ class TestPages:
         assert post.bodies == [
             {"createdAfter": 5, "limit": 2, "syncToken": "T0"},
             {"createdAfter": 5, "limit": 2, "syncToken": "T0", "cursor": "c1"},
-            {"createdAfter": 5, "limit": 2, "syncToken": "T0", "cursor": "c2"}]
+            {"createdAfter": 5, "limit": 2, "syncToken": "T0", "cursor": "c2"},
+        ]
         assert dict(call.body) == {"createdAfter": 5}  # the call's body is not mutated
 
     def test_full_pass_sends_no_token(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -533,29 +569,27 @@ class TestPages:
         assert pages[-1].sync_token is None  # a list without a token
 
     def test_more_without_cursor_stops(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        answer = {"success": True, "results": [1], "moreDataAvailable": True,
-                  "syncToken": "T"}
+        answer = {"success": True, "results": [1], "moreDataAvailable": True, "syncToken": "T"}
         client, post = scripted_client(monkeypatch, [answer])
         pages = list(client.pages(Call("candidate.list"), None, "candidates"))
         assert len(pages) == 1 and pages[0].last and pages[0].sync_token == "T"
         assert len(post.bodies) == 1
 
     def test_unpaginated_sends_no_paging_fields(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        client, post = scripted_client(monkeypatch, [{"success": True,
-                                                      "results": {"id": "one"}}])
+        client, post = scripted_client(monkeypatch, [{"success": True, "results": {"id": "one"}}])
         call = Call("jobPosting.info", {"jobPostingId": "p1"}, paginated=False)
         pages = list(client.pages(call, "T0", "job_posting_details"))
         assert post.bodies == [{"jobPostingId": "p1"}]
         assert [p.records for p in pages] == [[{"id": "one"}]]
 
     def test_null_results_is_empty_page(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        client, _ = scripted_client(monkeypatch, [{"success": True, "results": None,
-                                                   "syncToken": "T"}])
+        client, _ = scripted_client(
+            monkeypatch, [{"success": True, "results": None, "syncToken": "T"}]
+        )
         pages = list(client.pages(Call("candidate.list"), "T0", "candidates"))
         assert [p.records for p in pages] == [[]] and pages[0].sync_token == "T"
 
-    def test_unpaginated_follows_a_returned_cursor(self,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_unpaginated_follows_a_returned_cursor(self, monkeypatch: pytest.MonkeyPatch) -> None:
         client, post = scripted_client(monkeypatch, [page([1], cursor="c1"), page([2])])
         call = Call("source.list", {"includeArchived": True}, paginated=False)
         pages = list(client.pages(call, None, "sources"))
@@ -671,69 +705,85 @@ class TestRequestBudget:
 # passes.py: read_pass
 # =========================================================================================
 def token_rejected() -> SyncTokenRejected:
-    return SyncTokenRejected("/candidate.list: incremental_sync_too_large",
-                             "incremental_sync_too_large", "candidate.list")
+    return SyncTokenRejected(
+        "/candidate.list: incremental_sync_too_large",
+        "incremental_sync_too_large",
+        "candidate.list",
+    )
 
 
 def cursor_expired() -> CursorExpired:
-    return CursorExpired("/candidate.list: next_cursor_expired", "next_cursor_expired",
-                         "candidate.list")
+    return CursorExpired(
+        "/candidate.list: next_cursor_expired", "next_cursor_expired", "candidate.list"
+    )
 
 
 class TestReadPass:
     """``read_pass``: outcome, token fallback, cursor restarts."""
 
     def test_incremental_pass_outcome(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        client, _ = scripted_client(monkeypatch, [page([1], cursor="c1"),
-                                                  page([2], token="T1")])
+        client, _ = scripted_client(monkeypatch, [page([1], cursor="c1"), page([2], token="T1")])
         outcome = PassOutcome()
-        assert list(read_pass(client, Call("candidate.list"), "T0", "candidates", LOG,
-                              outcome)) == [[1], [2]]
+        assert list(
+            read_pass(client, Call("candidate.list"), "T0", "candidates", LOG, outcome)
+        ) == [[1], [2]]
         assert outcome.token == "T1" and outcome.full is False
 
-    def test_token_rejected_falls_back_to_full_pass(self, monkeypatch: pytest.MonkeyPatch,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
-        client, post = scripted_client(monkeypatch, [
-            page([1], cursor="c1"), page([2], cursor="c2"), token_rejected(),
-            page([1], cursor="d1"), page([2], cursor="d2"), page([3], token="T-full")])
+    def test_token_rejected_falls_back_to_full_pass(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        client, post = scripted_client(
+            monkeypatch,
+            [
+                page([1], cursor="c1"),
+                page([2], cursor="c2"),
+                token_rejected(),
+                page([1], cursor="d1"),
+                page([2], cursor="d2"),
+                page([3], token="T-full"),
+            ],
+        )
         outcome = PassOutcome(token="stale", full=False)
         with caplog.at_level(logging.WARNING):
-            pages = list(read_pass(client, Call("candidate.list"), "T0", "candidates", LOG,
-                                   outcome))
+            pages = list(
+                read_pass(client, Call("candidate.list"), "T0", "candidates", LOG, outcome)
+            )
         assert pages == [[1], [2], [1], [2], [3]]  # aborted pages come again
         assert outcome.token == "T-full" and outcome.full is True
         assert [b.get("syncToken") for b in post.bodies] == ["T0"] * 3 + [None] * 3
-        assert [b.get("cursor") for b in post.bodies] == [None, "c1", "c2",
-                                                          None, "d1", "d2"]
+        assert [b.get("cursor") for b in post.bodies] == [None, "c1", "c2", None, "d1", "d2"]
         assert any("incremental_sync_too_large" in r.getMessage() for r in caplog.records)
 
-    def test_token_rejected_without_token_raises(self,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-        client, post = scripted_client(monkeypatch, [page([1], cursor="c1"),
-                                                     token_rejected()])
+    def test_token_rejected_without_token_raises(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        client, post = scripted_client(monkeypatch, [page([1], cursor="c1"), token_rejected()])
         with pytest.raises(SyncTokenRejected):
-            list(read_pass(client, Call("candidate.list"), None, "candidates", LOG,
-                           PassOutcome()))
+            list(read_pass(client, Call("candidate.list"), None, "candidates", LOG, PassOutcome()))
         assert len(post.bodies) == 2
 
-    def test_cursor_expired_restarts_with_same_token(self,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-        client, post = scripted_client(monkeypatch, [
-            page([1], cursor="c1"), cursor_expired(), page([1], cursor="c9"),
-            page([2], token="T1")])
+    def test_cursor_expired_restarts_with_same_token(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        client, post = scripted_client(
+            monkeypatch,
+            [
+                page([1], cursor="c1"),
+                cursor_expired(),
+                page([1], cursor="c9"),
+                page([2], token="T1"),
+            ],
+        )
         outcome = PassOutcome()
-        pages = list(read_pass(client, Call("candidate.list"), "T0", "candidates", LOG,
-                               outcome))
+        pages = list(read_pass(client, Call("candidate.list"), "T0", "candidates", LOG, outcome))
         assert pages == [[1], [1], [2]]
         assert [b.get("cursor") for b in post.bodies] == [None, "c1", None, "c9"]
         assert all(b["syncToken"] == "T0" for b in post.bodies)
         assert outcome.token == "T1" and outcome.full is False
 
     def test_cursor_expired_gives_up_after_max_restarts(
-            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         attempts = MAX_PASS_RESTARTS + 1
         client, post = scripted_client(
-            monkeypatch, [page([1], cursor="c1"), cursor_expired()] * attempts)
+            monkeypatch, [page([1], cursor="c1"), cursor_expired()] * attempts
+        )
         outcome = PassOutcome()
         with pytest.raises(CursorExpired):
             list(read_pass(client, Call("candidate.list"), None, "candidates", LOG, outcome))
@@ -903,11 +953,17 @@ class TestEncoding:
         assert len(encoded) == 17
         assert encoded[1:] == uuid.UUID(value).bytes
 
-    @pytest.mark.parametrize("value", [
-        "3FA85F64-5717-4562-B3FC-2C963F66AFA6",  # uppercase: not canonical
-        "3fa85f6457174562b3fc2c963f66afa6",  # no dashes
-        "not-a-uuid-but-36-characters-long!!",
-        "v2026-01-01", "üñï©ødé", "x" * 300])  # long text: multi-byte length
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "3FA85F64-5717-4562-B3FC-2C963F66AFA6",  # uppercase: not canonical
+            "3fa85f6457174562b3fc2c963f66afa6",  # no dashes
+            "not-a-uuid-but-36-characters-long!!",
+            "v2026-01-01",
+            "üñï©ødé",
+            "x" * 300,
+        ],
+    )  # long text: multi-byte length
     def test_other_text_round_trips(self, value: str) -> None:
         encoded = encode_key(value)
         assert len(encoded) > len(value.encode())  # text form: tag + length + bytes
@@ -973,10 +1029,15 @@ class TestLedgerFile:
         assert body <= 17 * n + 3 * groups  # parent tag + 2-byte count per group
 
     def test_round_trip_children_and_text(self, tmp_path: Path) -> None:
-        items = sorted([child(1, 2), child(1, 3), child(4, 4),
-                        entry(uid(4), {"candidateId": uid(4), "id": "TEXT-id"}, CHILD_KEYS),
-                        entry("Parent-X", {"candidateId": "Parent-X", "id": uid(9)},
-                              CHILD_KEYS)])
+        items = sorted(
+            [
+                child(1, 2),
+                child(1, 3),
+                child(4, 4),
+                entry(uid(4), {"candidateId": uid(4), "id": "TEXT-id"}, CHILD_KEYS),
+                entry("Parent-X", {"candidateId": "Parent-X", "id": uid(9)}, CHILD_KEYS),
+            ]
+        )
         path = str(tmp_path / "c.ledger")
         assert write_ledger(path, iter(items), "s", 2) == 5
         assert list(read_ledger(path, 2)) == items
@@ -987,13 +1048,23 @@ class TestLedgerFile:
         assert list(read_ledger(path, 1)) == []
 
 
-def run_merge(before: list[bytes], after: list[bytes], replaced: list[bytes] | None = None,
-              live: list[bytes] | None = None) -> tuple[list[bytes], list[bytes]]:
+def run_merge(
+    before: list[bytes],
+    after: list[bytes],
+    replaced: list[bytes] | None = None,
+    live: list[bytes] | None = None,
+) -> tuple[list[bytes], list[bytes]]:
     """(kept, gone) of ``merge`` over sorted inputs."""
     gone: list[bytes] = []
-    kept = list(merge(iter(sorted(before)), iter(sorted(after)),
-                      None if replaced is None else iter(sorted(replaced)),
-                      None if live is None else iter(sorted(live)), gone))
+    kept = list(
+        merge(
+            iter(sorted(before)),
+            iter(sorted(after)),
+            None if replaced is None else iter(sorted(replaced)),
+            None if live is None else iter(sorted(live)),
+            gone,
+        )
+    )
     return kept, gone
 
 
@@ -1061,8 +1132,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStor
 class TestLedgerStore:
     """``LedgerStore`` publish/fetch/prune on every kind of location."""
 
-    def test_publish_then_fetch_is_identical(self, store: LedgerStore,
-                                             tmp_path: Path) -> None:
+    def test_publish_then_fetch_is_identical(self, store: LedgerStore, tmp_path: Path) -> None:
         local, rows = ledger_file(tmp_path, "scope-a", [1, 2, 3])
         ref = store.publish("candidates", "lin", local, rows, "scope-a")
         assert ref.rows == 3 and ref.scope == "scope-a" and ref.lineage == "lin"
@@ -1103,14 +1173,14 @@ class TestLedgerStore:
             store.fetch("candidates", ref, "s")
         one_line(info.value)
 
-    def test_prune_keeps_only_given_generations(self, store: LedgerStore,
-                                                tmp_path: Path) -> None:
+    def test_prune_keeps_only_given_generations(self, store: LedgerStore, tmp_path: Path) -> None:
         local, rows = ledger_file(tmp_path, "s", [1])
         refs = [store.publish("candidates", "lin", local, rows, "s") for _ in range(4)]
         other = store.publish("candidates", "other-lineage", local, rows, "s")
         store.prune("candidates", "lin", {refs[1].gen, refs[3].gen})
-        names = {Path(str(n)).name for n in
-                 store.fs.ls(f"{store.root}/candidates/lin", detail=False)}
+        names = {
+            Path(str(n)).name for n in store.fs.ls(f"{store.root}/candidates/lin", detail=False)
+        }
         assert names == {f"{refs[1].gen}.ledger", f"{refs[3].gen}.ledger"}
         assert store.fetch("candidates", other, "s")  # another lineage is untouched
         store.prune("candidates", "never-written", set())  # missing directory: no error
@@ -1124,16 +1194,17 @@ class TestDefaultLedgerUri:
         assert default_ledger_uri(env) == str(tmp_path / ".meltano" / "tap-ashby" / "ledger")
 
     def test_xdg_data_home(self, tmp_path: Path) -> None:
-        assert default_ledger_uri({"XDG_DATA_HOME": str(tmp_path)}) == \
-            str(tmp_path / "tap-ashby" / "ledger")
+        assert default_ledger_uri({"XDG_DATA_HOME": str(tmp_path)}) == str(
+            tmp_path / "tap-ashby" / "ledger"
+        )
 
     def test_home_fallback(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("HOME", str(tmp_path))
-        assert default_ledger_uri({}) == \
-            str(tmp_path / ".local" / "share" / "tap-ashby" / "ledger")
+        assert default_ledger_uri({}) == str(tmp_path / ".local" / "share" / "tap-ashby" / "ledger")
 
-    def test_reads_process_environment(self, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_reads_process_environment(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setenv("MELTANO_PROJECT_ROOT", str(tmp_path))
         assert default_ledger_uri().startswith(str(tmp_path))
 
@@ -1144,9 +1215,16 @@ class TestDefaultLedgerUri:
 SCOPE = "https://api.ashbyhq.com|candidates"
 
 
-def ledger_run(store: LedgerStore, state: dict[str, Any], ids: list[int], *,
-               every: int = 7, now: bool = False, replaced: list[bytes] | None = None,
-               reconciled: bool = True) -> tuple[LedgerRun, list[dict[str, Any]]]:
+def ledger_run(
+    store: LedgerStore,
+    state: dict[str, Any],
+    ids: list[int],
+    *,
+    every: int = 7,
+    now: bool = False,
+    replaced: list[bytes] | None = None,
+    reconciled: bool = True,
+) -> tuple[LedgerRun, list[dict[str, Any]]]:
     """One run of the candidates ledger that delivered ``ids``: (run, tombstones)."""
     run = LedgerRun(store, "candidates", ["id"], SCOPE, state, LOG, every, now)
     for n in ids:
@@ -1168,8 +1246,9 @@ def generations(store: LedgerStore, lineage: str) -> set[str]:
 class TestLedgerRun:
     """``LedgerRun`` end to end on a directory store."""
 
-    def test_first_run_then_deletions(self, dir_store: LedgerStore,
-                                      caplog: pytest.LogCaptureFixture) -> None:
+    def test_first_run_then_deletions(
+        self, dir_store: LedgerStore, caplog: pytest.LogCaptureFixture
+    ) -> None:
         first, tombstones = ledger_run(dir_store, {}, [1, 2, 3, 4])
         assert first.due and tombstones == []
         ref = LedgerRef.from_state(first.commit["ledger"])
@@ -1194,25 +1273,35 @@ class TestLedgerRun:
     def test_incremental_run_keeps_union(self, dir_store: LedgerStore) -> None:
         first, _ = ledger_run(dir_store, {}, [1, 2])
         state = {**first.commit, "runs_since_reconcile": 2}
-        second, tombstones = ledger_run(dir_store, state, [3], every=7, replaced=[],
-                                        reconciled=False)
+        second, tombstones = ledger_run(
+            dir_store, state, [3], every=7, replaced=[], reconciled=False
+        )
         assert not second.due
         assert tombstones == []
         assert second.commit["ledger"]["rows"] == 3
         assert second.commit["runs_since_reconcile"] == 3
 
-    @pytest.mark.parametrize(("runs_since", "every", "now", "due"), [
-        (5, 7, False, False), (6, 7, False, True), (100, 0, False, False),
-        (0, 0, True, True), (0, 1, False, True)])
-    def test_due(self, dir_store: LedgerStore, runs_since: int, every: int, now: bool,
-                 due: bool) -> None:
+    @pytest.mark.parametrize(
+        ("runs_since", "every", "now", "due"),
+        [
+            (5, 7, False, False),
+            (6, 7, False, True),
+            (100, 0, False, False),
+            (0, 0, True, True),
+            (0, 1, False, True),
+        ],
+    )
+    def test_due(
+        self, dir_store: LedgerStore, runs_since: int, every: int, now: bool, due: bool
+    ) -> None:
         first, _ = ledger_run(dir_store, {}, [1])
         state = {**first.commit, "runs_since_reconcile": runs_since}
         run = LedgerRun(dir_store, "candidates", ["id"], SCOPE, state, LOG, every, now)
         assert run.due is due
 
-    def test_missing_generation_warns_and_rebuilds(self, dir_store: LedgerStore,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+    def test_missing_generation_warns_and_rebuilds(
+        self, dir_store: LedgerStore, caplog: pytest.LogCaptureFixture
+    ) -> None:
         first, _ = ledger_run(dir_store, {}, [1, 2, 3])
         ref = LedgerRef.from_state(first.commit["ledger"])
         assert ref is not None
@@ -1226,9 +1315,11 @@ class TestLedgerRun:
         assert new is not None and new.rows == 1 and new.lineage != ref.lineage
         assert generations(dir_store, new.lineage) == {new.gen}
 
-    def test_changed_scope_warns_without_tombstones(self, dir_store: LedgerStore,
-                                                    caplog: pytest.LogCaptureFixture,
-                                                    ) -> None:
+    def test_changed_scope_warns_without_tombstones(
+        self,
+        dir_store: LedgerStore,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
         first, _ = ledger_run(dir_store, {}, [1, 2])
         state = {**first.commit, "ledger": {**first.commit["ledger"], "scope": "other"}}
         with caplog.at_level(logging.WARNING):
@@ -1236,11 +1327,11 @@ class TestLedgerRun:
         assert tombstones == []
         assert any("other settings" in r.getMessage() for r in caplog.records)
 
-    def test_legacy_string_ledger_warns(self, dir_store: LedgerStore,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+    def test_legacy_string_ledger_warns(
+        self, dir_store: LedgerStore, caplog: pytest.LogCaptureFixture
+    ) -> None:
         with caplog.at_level(logging.WARNING):
-            run, tombstones = ledger_run(dir_store, {"ledger": "z1:eJwLycgsVgCiRIWS1OISAA"},
-                                         [1, 2])
+            run, tombstones = ledger_run(dir_store, {"ledger": "z1:eJwLycgsVgCiRIWS1OISAA"}, [1, 2])
         assert tombstones == []
         assert any("older tap version" in r.getMessage() for r in caplog.records)
         assert run.commit["ledger"]["rows"] == 2
@@ -1252,12 +1343,10 @@ class TestLedgerRun:
 
     def test_reconcile_scan_replaces_seen(self, dir_store: LedgerStore) -> None:
         first, _ = ledger_run(dir_store, {}, [1, 2, 3])
-        run = LedgerRun(dir_store, "candidates", ["id"], SCOPE, dict(first.commit), LOG, 7,
-                        False)
+        run = LedgerRun(dir_store, "candidates", ["id"], SCOPE, dict(first.commit), LOG, 7, False)
         run.add(None, {"id": uid(4)})  # delivered this run, then erased before the scan
         current = [top(1), top(3)]
-        tombstones = list(run.close(replaced=[], live=None, current=current,
-                                    reconciled=True))
+        tombstones = list(run.close(replaced=[], live=None, current=current, reconciled=True))
         assert sorted(t["id"] for t in tombstones) == [uid(2), uid(4)]
         assert run.commit["ledger"]["rows"] == 2 and run.reconciled
 
@@ -1269,20 +1358,43 @@ class TestValuesAt:
     """``values_at``: dotted paths, ``a[].b`` lists, empties dropped."""
 
     RECORD: dict[str, Any] = {
-        "id": "c1", "empty": "", "none": None, "zero": 0,
+        "id": "c1",
+        "empty": "",
+        "none": None,
+        "zero": 0,
         "owner": {"id": "u1", "team": {"id": "t1"}},
-        "files": [{"handle": "h1"}, {"handle": None}, {"handle": ""}, {"other": 1},
-                  "not-a-dict", {"handle": "h2"}],
+        "files": [
+            {"handle": "h1"},
+            {"handle": None},
+            {"handle": ""},
+            {"other": 1},
+            "not-a-dict",
+            {"handle": "h2"},
+        ],
         "events": [{"transcript": {"id": "x1"}}, {"transcript": None}],
-        "tags": ["a", "", None, "b"], "nothing": None,
+        "tags": ["a", "", None, "b"],
+        "nothing": None,
     }
 
-    @pytest.mark.parametrize(("path", "expected"), [
-        ("id", ["c1"]), ("owner.id", ["u1"]), ("owner.team.id", ["t1"]),
-        ("files[].handle", ["h1", "h2"]), ("events[].transcript.id", ["x1"]),
-        ("tags[]", ["a", "b"]), ("empty", []), ("none", []), ("zero", [0]),
-        ("missing", []), ("missing.deeper", []), ("id.deeper", []),
-        ("nothing[].x", []), ("owner[].id", [])])
+    @pytest.mark.parametrize(
+        ("path", "expected"),
+        [
+            ("id", ["c1"]),
+            ("owner.id", ["u1"]),
+            ("owner.team.id", ["t1"]),
+            ("files[].handle", ["h1", "h2"]),
+            ("events[].transcript.id", ["x1"]),
+            ("tags[]", ["a", "b"]),
+            ("empty", []),
+            ("none", []),
+            ("zero", [0]),
+            ("missing", []),
+            ("missing.deeper", []),
+            ("id.deeper", []),
+            ("nothing[].x", []),
+            ("owner[].id", []),
+        ],
+    )
     def test_paths(self, path: str, expected: list[Any]) -> None:
         assert values_at(self.RECORD, path) == expected
 
@@ -1303,8 +1415,11 @@ class TestEndpointTable:
 
     def test_injected_parent_field_is_a_primary_key_when_keyed_by_parent(self) -> None:
         for row in ROWS:
-            if row.parent is not None and row.parent.inject and \
-                    row.parent.inject in row.primary_keys:
+            if (
+                row.parent is not None
+                and row.parent.inject
+                and row.parent.inject in row.primary_keys
+            ):
                 assert row.primary_keys[0] == row.parent.inject
 
     def test_partitions(self) -> None:
@@ -1315,8 +1430,7 @@ class TestEndpointTable:
     def test_only_read_calls(self) -> None:
         for row in ROWS:
             verb = row.path.split(".", 1)[1]
-            assert verb.startswith(("list", "info", "interviewerSettings", "synchronous")), \
-                row.path
+            assert verb.startswith(("list", "info", "interviewerSettings", "synchronous")), row.path
             assert row.path not in {"referralForm.info", "report.generate"}
 
     def test_every_stream_has_a_schema(self) -> None:
@@ -1337,25 +1451,35 @@ class TestEndpointTable:
 class TestCheckConfig:
     """``check_config``: what the JSON schema cannot say."""
 
-    @pytest.mark.parametrize("url", [
-        "https://api.ashbyhq.com", "http://127.0.0.1:8123", "http://localhost",
-        "http://localhost:9000/", "http://127.0.0.2:80", "http://[::1]:8000"])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://api.ashbyhq.com",
+            "http://127.0.0.1:8123",
+            "http://localhost",
+            "http://localhost:9000/",
+            "http://127.0.0.2:80",
+            "http://[::1]:8000",
+        ],
+    )
     def test_accepted_urls(self, url: str) -> None:
         assert check_config({"api_key": SECRET, "base_url": url}) == []
 
     def test_defaults_are_accepted(self) -> None:
         assert check_config({"api_key": SECRET}) == []
 
-    @pytest.mark.parametrize("url", ["http://api.ashbyhq.com", "http://10.0.0.5:8080",
-                                     "http://localhost.example.com"])
+    @pytest.mark.parametrize(
+        "url", ["http://api.ashbyhq.com", "http://10.0.0.5:8080", "http://localhost.example.com"]
+    )
     def test_http_to_remote_is_refused(self, url: str) -> None:
         problems = check_config({"api_key": SECRET, "base_url": url})
         assert len(problems) == 1
         assert "https://" in problems[0] and "base_url" in problems[0]
         assert SECRET not in problems[0] and "\n" not in problems[0]
 
-    @pytest.mark.parametrize("url", ["api.ashbyhq.com", "not a url", "ftp://example.com",
-                                     "https://", ""])
+    @pytest.mark.parametrize(
+        "url", ["api.ashbyhq.com", "not a url", "ftp://example.com", "https://", ""]
+    )
     def test_non_url_is_refused(self, url: str) -> None:
         problems = check_config({"api_key": SECRET, "base_url": url})
         assert len(problems) == 1 and "base_url" in problems[0]
@@ -1382,11 +1506,16 @@ class TestTapConfig:
         assert api_key.get("secret") is True or api_key.get("writeOnly") is True
         assert "api_key" in CONFIG_SCHEMA["required"]
 
-    @pytest.mark.parametrize(("override", "mentions"), [
-        ({"page_size": 0}, "page_size"), ({"page_size": 101}, "page_size"),
-        ({"max_concurrency": 0}, "max_concurrency"),
-        ({"on_missing_permission": "ignore"}, "on_missing_permission"),
-        ({"base_url": "http://ashby.example.com"}, "https://")])
+    @pytest.mark.parametrize(
+        ("override", "mentions"),
+        [
+            ({"page_size": 0}, "page_size"),
+            ({"page_size": 101}, "page_size"),
+            ({"max_concurrency": 0}, "max_concurrency"),
+            ({"on_missing_permission": "ignore"}, "on_missing_permission"),
+            ({"base_url": "http://ashby.example.com"}, "https://"),
+        ],
+    )
     def test_invalid_config_raises(self, override: dict[str, Any], mentions: str) -> None:
         with pytest.raises(ConfigValidationError) as info:
             TapAshby(config={"api_key": SECRET, **override}, validate_config=True)
@@ -1394,9 +1523,13 @@ class TestTapConfig:
         assert mentions in text
         assert SECRET not in text
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "the SDK's JSON-schema message echoes the offending value, so an api_key given as a "
-        "number (e.g. an all-digit key parsed from YAML) appears in the error text"))
+    @pytest.mark.xfail(
+        strict=True,
+        reason=(
+            "the SDK's JSON-schema message echoes the offending value, so an api_key given as a "
+            "number (e.g. an all-digit key parsed from YAML) appears in the error text"
+        ),
+    )
     def test_non_string_key_is_not_echoed(self) -> None:
         with pytest.raises(ConfigValidationError) as info:
             TapAshby(config={"api_key": 918273645546372819}, validate_config=True)

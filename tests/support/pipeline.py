@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
+from ashby_emulator import Emulator
 
-from tap_ashby.emulator import Emulator
 from tap_ashby.endpoints import ENDPOINTS
 
 from .postgres import PostgresServer, query
@@ -82,7 +82,8 @@ class MeltanoRun:
         if self.returncode != 0:
             raise AssertionError(
                 f"meltano {' '.join(self.args)} exited {self.returncode} after "
-                f"{self.seconds:.1f}s:\n{self.stderr[-6000:]}\n{self.stdout[-2000:]}")
+                f"{self.seconds:.1f}s:\n{self.stderr[-6000:]}\n{self.stdout[-2000:]}"
+            )
         return self
 
     @property
@@ -92,11 +93,15 @@ class MeltanoRun:
 
 def require_installed_plugins(target: str) -> None:
     """Fail loudly (never skip) when the Meltano plugins are not installed."""
-    missing = [str(p.relative_to(ROOT)) for p in (
-        MELTANO,
-        ROOT / ".meltano" / "extractors" / "tap-ashby" / "venv" / "bin" / "tap-ashby",
-        ROOT / ".meltano" / "loaders" / target / "venv" / "bin" / target,
-    ) if not p.exists()]
+    missing = [
+        str(p.relative_to(ROOT))
+        for p in (
+            MELTANO,
+            ROOT / ".meltano" / "extractors" / "tap-ashby" / "venv" / "bin" / "tap-ashby",
+            ROOT / ".meltano" / "loaders" / target / "venv" / "bin" / target,
+        )
+        if not p.exists()
+    ]
     if missing:
         raise AssertionError(f"missing {', '.join(missing)}: run `make install` first")
 
@@ -149,19 +154,24 @@ class Pipeline:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_PREFIXES)}
-        env.update({
-            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "MELTANO_HUB_URL": "http://127.0.0.1:9",  # any Hub lookup fails at once
-            "MELTANO_SYS_DIR_ROOT": str(self.sys_dir),
-            "MELTANO_STATE_BACKEND_URI": self.state_dir.as_uri(),
-            "TAP_ASHBY_API_KEY": self.emu.key,
-            "TAP_ASHBY_BASE_URL": self.emu.url,
-            "TAP_ASHBY_REQUESTS_PER_MINUTE": "0",
-            **({} if self.ledger_in_project else
-               {"TAP_ASHBY_LEDGER_URI": str(self.workdir / "ledger")}),
-            **self.warehouse.env(),
-            **self.extra_env,
-        })
+        env.update(
+            {
+                "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+                "MELTANO_HUB_URL": "http://127.0.0.1:9",  # any Hub lookup fails at once
+                "MELTANO_SYS_DIR_ROOT": str(self.sys_dir),
+                "MELTANO_STATE_BACKEND_URI": self.state_dir.as_uri(),
+                "TAP_ASHBY_API_KEY": self.emu.key,
+                "TAP_ASHBY_BASE_URL": self.emu.url,
+                "TAP_ASHBY_REQUESTS_PER_MINUTE": "0",
+                **(
+                    {}
+                    if self.ledger_in_project
+                    else {"TAP_ASHBY_LEDGER_URI": str(self.workdir / "ledger")}
+                ),
+                **self.warehouse.env(),
+                **self.extra_env,
+            }
+        )
         if self.streams is not None:
             env["TAP_ASHBY__SELECT"] = select_patterns(self.streams)
         return env
@@ -169,10 +179,18 @@ class Pipeline:
     def meltano(self, *args: str, timeout: float = 300) -> MeltanoRun:
         """Run one ``meltano`` command in the repository with this pipeline's environment."""
         started = time.monotonic()
-        proc = subprocess.run([str(MELTANO), *args], cwd=ROOT, env=self.env(),
-                              capture_output=True, text=True, timeout=timeout, check=False)
-        return MeltanoRun(list(args), proc.returncode, proc.stdout, proc.stderr,
-                          time.monotonic() - started)
+        proc = subprocess.run(
+            [str(MELTANO), *args],
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return MeltanoRun(
+            list(args), proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started
+        )
 
     def run(self, *options: str, force: bool = False) -> MeltanoRun:
         """``meltano [options] run tap-ashby <target>`` (no auto-install); must succeed.
@@ -180,8 +198,16 @@ class Pipeline:
         ``force`` runs even though Meltano still holds the job lock of a killed run.
         """
         flags = ["--force"] if force else []
-        result = self.meltano(*options, "run", "--no-install", *flags, "--state-id-suffix",
-                              self.suffix, "tap-ashby", self.warehouse.target).check()
+        result = self.meltano(
+            *options,
+            "run",
+            "--no-install",
+            *flags,
+            "--state-id-suffix",
+            self.suffix,
+            "tap-ashby",
+            self.warehouse.target,
+        ).check()
         self.runs.append(result)
         return result
 
@@ -189,7 +215,8 @@ class Pipeline:
         """The state file the file backend wrote (``{"completed": ..., "partial": ...}``)."""
         assert self.state_file.is_file(), (
             f"no state at {self.state_file}; state dir holds "
-            f"{sorted(str(p.relative_to(self.state_dir)) for p in self.state_dir.rglob('*'))}")
+            f"{sorted(str(p.relative_to(self.state_dir)) for p in self.state_dir.rglob('*'))}"
+        )
         return json.loads(self.state_file.read_text())
 
     def meltano_state(self) -> dict[str, Any]:
@@ -201,14 +228,19 @@ class Pipeline:
         """This pipeline's ledger lineages in the project's default ledger location."""
         bookmarks = self.stored_state()["completed"]["singer_state"]["bookmarks"]
         root = ROOT / ".meltano" / "tap-ashby" / "ledger"
-        return [root / stream / mark["ledger"]["lineage"]
-                for stream, mark in bookmarks.items() if "ledger" in mark]
+        return [
+            root / stream / mark["ledger"]["lineage"]
+            for stream, mark in bookmarks.items()
+            if "ledger" in mark
+        ]
 
     def private_files(self) -> list[Path]:
         """Files Meltano wrote into the private ``.meltano`` (run dir, logs, system db)."""
-        return [p for p in self.sys_dir.rglob("*")
-                if p.is_file() and not any(p.is_relative_to(self.sys_dir / d)
-                                           for d in PLUGIN_DIRS)]
+        return [
+            p
+            for p in self.sys_dir.rglob("*")
+            if p.is_file() and not any(p.is_relative_to(self.sys_dir / d) for d in PLUGIN_DIRS)
+        ]
 
 
 # -- warehouses -----------------------------------------------------------------------------
@@ -232,14 +264,17 @@ class DuckDBWarehouse:
             return conn.execute(sql).fetchall()
 
     def tables(self) -> set[str]:
-        rows = self._sql("select table_name from information_schema.tables "
-                         f"where table_schema = '{SCHEMA}'")
+        rows = self._sql(
+            f"select table_name from information_schema.tables where table_schema = '{SCHEMA}'"
+        )
         return {r[0] for r in rows}
 
     def rows(self, table: str, columns: Sequence[str]) -> list[dict[str, Any]]:
         cols = ", ".join(_quoted(c.lower()) for c in columns)  # DuckDB lower-cases names
-        return [dict(zip(columns, r, strict=True))
-                for r in self._sql(f"select {cols} from {SCHEMA}.{_quoted(table)}")]
+        return [
+            dict(zip(columns, r, strict=True))
+            for r in self._sql(f"select {cols} from {SCHEMA}.{_quoted(table)}")
+        ]
 
 
 @dataclass
@@ -260,14 +295,18 @@ class PostgresWarehouse:
         }
 
     def tables(self) -> set[str]:
-        rows = query(self.server, "select table_name from information_schema.tables "
-                                  f"where table_schema = '{SCHEMA}'")
+        rows = query(
+            self.server,
+            f"select table_name from information_schema.tables where table_schema = '{SCHEMA}'",
+        )
         return {r[0] for r in rows}
 
     def rows(self, table: str, columns: Sequence[str]) -> list[dict[str, Any]]:
         cols = ", ".join(_quoted(c) for c in columns)
-        return [dict(zip(columns, r, strict=True))
-                for r in query(self.server, f"select {cols} from {SCHEMA}.{_quoted(table)}")]
+        return [
+            dict(zip(columns, r, strict=True))
+            for r in query(self.server, f"select {cols} from {SCHEMA}.{_quoted(table)}")
+        ]
 
 
 # -- what the warehouse holds, next to what the emulator holds ------------------------------
@@ -302,8 +341,9 @@ class TableSnapshot:
         return {r[self.keys[-1]] for r in self.rows if r[EXTRACTED_AT] > moment}
 
 
-def snapshot(warehouse: Warehouse, streams: Iterable[str],
-             extra: dict[str, Sequence[str]] | None = None) -> dict[str, TableSnapshot]:
+def snapshot(
+    warehouse: Warehouse, streams: Iterable[str], extra: dict[str, Sequence[str]] | None = None
+) -> dict[str, TableSnapshot]:
     """Read every stream's table: keys + ``_sdc_extracted_at`` + ``extra[stream]`` columns."""
     out = {}
     for stream in streams:

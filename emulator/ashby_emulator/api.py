@@ -24,22 +24,33 @@ from .org import Org, Table
 
 MAX_LIMIT = 100
 PERMISSION_SCOPES = {
-    "candidatesRead": "candidates:read", "jobsRead": "jobs:read",
-    "interviewsRead": "interviews:read", "hiringProcessMetadataRead": "hiringProcessMetadata:read",
-    "organizationRead": "organization:read", "offersRead": "offers:read",
-    "apiKeysRead": "apiKeys:read", "approvalsRead": "approvals:read",
-    "reportsRead": "reports:read", "notetakerRead": "notetaker:read",
-    "sourcingRead": "sourcing:read", "auditLogsRead": "auditLogs:read",
+    "candidatesRead": "candidates:read",
+    "jobsRead": "jobs:read",
+    "interviewsRead": "interviews:read",
+    "hiringProcessMetadataRead": "hiringProcessMetadata:read",
+    "organizationRead": "organization:read",
+    "offersRead": "offers:read",
+    "apiKeysRead": "apiKeys:read",
+    "approvalsRead": "approvals:read",
+    "reportsRead": "reports:read",
+    "notetakerRead": "notetaker:read",
+    "sourcingRead": "sourcing:read",
+    "auditLogsRead": "auditLogs:read",
 }
 ALL_PERMISSIONS = frozenset(PERMISSION_SCOPES)
 # Fields application.info has and application.list items do not (catalog audit).
-INFO_ONLY = {"application.list": ("applicationHistory", "applicationFormSubmissions",
-                                  "referrals", "resumeFileHandle")}
+INFO_ONLY = {
+    "application.list": (
+        "applicationHistory",
+        "applicationFormSubmissions",
+        "referrals",
+        "resumeFileHandle",
+    )
+}
 # Body fields that page a list rather than filter it.
 PAGING_KEYS = {"cursor", "limit", "syncToken"}
 # Non-paginated lists whose envelope still carries moreDataAvailable (protocol.md §2).
-LISTS_WITH_MORE_FLAG = {"source.list", "interviewStage.list", "archiveReason.list",
-                        "jobBoard.list"}
+LISTS_WITH_MORE_FLAG = {"source.list", "interviewStage.list", "archiveReason.list", "jobBoard.list"}
 # API versions (protocol.md 15.1): lifecycle status by version; "removed" ones are refused.
 VERSIONS = {"2026-01-01": "active"}
 SERVED_STATUSES = ("pre-release", "active", "deprecated", "unsupported")
@@ -111,12 +122,15 @@ def _coerce(name: str, spec: dict, value: Any, strict: bool) -> Any:
         value = value == "true"
     if not strict:
         return value
-    ok = {"integer": isinstance(value, int) and not isinstance(value, bool),
-          "boolean": isinstance(value, bool), "array": isinstance(value, list),
-          "string": isinstance(value, str)}.get(kind, True)
+    ok = {
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "boolean": isinstance(value, bool),
+        "array": isinstance(value, list),
+        "string": isinstance(value, str),
+    }.get(kind, True)
     if not ok:
         raise _invalid(f"Field {name} must be of type {kind}, got {json.dumps(value)}")
-    allowed = spec.get("values")
+    allowed = spec.get("values") or []
     for item in (value if kind == "array" else [value]) if allowed else []:
         if item not in allowed:
             raise _invalid(f"Field {name}: {json.dumps(item)} is not one of {allowed}")
@@ -134,8 +148,12 @@ def _epoch_ms(name: str, text: Any) -> int:
 class Api:
     """The request handler logic of the emulated Ashby API."""
 
-    def __init__(self, org: Org, keys: dict[str, frozenset[str]] | None = None,
-                 settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        org: Org,
+        keys: dict[str, frozenset[str]] | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self.org = org
         self.keys: dict[str, frozenset[str]] = dict(keys or {"demo": ALL_PERMISSIONS})
         self.settings = settings or Settings()
@@ -176,9 +194,11 @@ class Api:
         name, status = self.version(requested)
         if status not in SERVED_STATUSES:
             served = sorted(v for v, s in self.settings.versions.items() if s in SERVED_STATUSES)
-            raise ApiError(400, "invalid_input",
-                           f"Ashby-Version {name!r} is not supported ({status}); use one of "
-                           f"{served}")
+            raise ApiError(
+                400,
+                "invalid_input",
+                f"Ashby-Version {name!r} is not supported ({status}); use one of {served}",
+            )
 
     # entry point --------------------------------------------------------------------------
     def call(self, path: str, authorization: str | None, body: bytes) -> tuple[int, dict]:
@@ -191,9 +211,15 @@ class Api:
 
     def error_payload(self, err: ApiError) -> dict[str, Any]:
         """Ashby's error envelope for ``err``."""
-        return {"success": False, "errors": [err.code],
-                "errorInfo": {"code": err.code, "message": err.message,
-                              "requestId": f"req_{self.request_seq:08d}"}}
+        return {
+            "success": False,
+            "errors": [err.code],
+            "errorInfo": {
+                "code": err.code,
+                "message": err.message,
+                "requestId": f"req_{self.request_seq:08d}",
+            },
+        }
 
     def _key_permissions(self, authorization: str | None) -> frozenset[str]:
         if not authorization or not authorization.lower().startswith("basic "):
@@ -217,8 +243,11 @@ class Api:
             raise ApiError(404, "endpoint_not_found", f"Unknown endpoint /{path}")
         # permission None (version.list): undocumented, so any valid key may call it
         if row["permission"] is not None and row["permission"] not in perms:
-            raise ApiError(403, "missing_endpoint_permission",
-                           f"The API key lacks the {row['permission']} permission for /{path}")
+            raise ApiError(
+                403,
+                "missing_endpoint_permission",
+                f"The API key lacks the {row['permission']} permission for /{path}",
+            )
         try:
             raw = json.loads(body_bytes or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -232,13 +261,24 @@ class Api:
             if path == "apiKey.info":
                 return self._api_key_info(perms)
             if path == "version.list":
-                return {"success": True, "results": [
-                    {"version": v, "status": s} for v, s in self.settings.versions.items()]}
+                return {
+                    "success": True,
+                    "results": [
+                        {"version": v, "status": s} for v, s in self.settings.versions.items()
+                    ],
+                }
             if path in ("report.synchronous", "report.generate"):
                 return self._report(body)
             if path == "referralForm.info":
-                return {"success": True, "results": {"id": "referral-form", "title": "Referral",
-                                                     "isArchived": False, "fields": []}}
+                return {
+                    "success": True,
+                    "results": {
+                        "id": "referral-form",
+                        "title": "Referral",
+                        "isArchived": False,
+                        "fields": [],
+                    },
+                }
             if path == "file.info":
                 return self._file_info(body)
             if row["kind"] in ("list", "child_list"):
@@ -256,8 +296,10 @@ class Api:
             if spec is None or _undocumented(spec):
                 if strict:
                     accepted = sorted(p for p, s in params.items() if not _undocumented(s))
-                    raise _invalid(f"Unknown field {name!r} for /{path}; accepted fields: "
-                                   f"{accepted or 'none (send an empty body)'}")
+                    raise _invalid(
+                        f"Unknown field {name!r} for /{path}; accepted fields: "
+                        f"{accepted or 'none (send an empty body)'}"
+                    )
                 continue
             if value is not None:
                 body[name] = _coerce(name, spec, value, strict)
@@ -275,8 +317,11 @@ class Api:
         ptable = self.org.table(table.spec.parent)  # type: ignore[arg-type]
         pindex = ptable.index_of(body[param])
         if pindex is None:
-            raise ApiError(200, not_found_code(ptable.spec.object),
-                           f"No {ptable.spec.object} with {param}={body[param]}")
+            raise ApiError(
+                200,
+                not_found_code(ptable.spec.object),
+                f"No {ptable.spec.object} with {param}={body[param]}",
+            )
         return table, pindex
 
     def _job_board(self, board_id: str | None) -> int:
@@ -290,24 +335,32 @@ class Api:
 
     def _window(self, filters: dict) -> tuple[str, str]:
         """auditLog.list's startDate..endDate (default: the 24 hours before endDate = now)."""
-        end = _epoch_ms("endDate", filters["endDate"]) if "endDate" in filters \
-            else self.org.clock_ms
-        start = _epoch_ms("startDate", filters["startDate"]) if "startDate" in filters \
+        end = (
+            _epoch_ms("endDate", filters["endDate"]) if "endDate" in filters else self.org.clock_ms
+        )
+        start = (
+            _epoch_ms("startDate", filters["startDate"])
+            if "startDate" in filters
             else end - 86_400_000
+        )
         if end < start:
             raise _invalid("endDate is before startDate")
         if end - start > MAX_AUDIT_SPAN_MS:
             raise _invalid("startDate..endDate spans more than 18 months")
         return iso_ms(start), iso_ms(end)
 
-    def _keep(self, path: str, row: dict, table: Table, index: int, rec: dict,
-              filters: dict) -> bool:
+    def _keep(
+        self, path: str, row: dict, table: Table, index: int, rec: dict, filters: dict
+    ) -> bool:
         if row.get("include_archived") or "includeArchived" in row["params"]:
             flag = "includeArchivedPools" if path == "interviewerPool.list" else "includeArchived"
             if not filters.get(flag) and table.is_archived(rec):
                 return False
-        if path == "user.list" and not filters.get("includeDeactivated") and \
-                rec.get("isEnabled") is False:
+        if (
+            path == "user.list"
+            and not filters.get("includeDeactivated")
+            and rec.get("isEnabled") is False
+        ):
             return False
         if path == "job.list":
             statuses = filters.get("status") or ["Open", "Closed", "Archived"]  # no Draft
@@ -316,19 +369,37 @@ class Api:
                 return False
         if path == "jobPosting.list" and self.org.job_board_of(index) != filters["board"]:
             return False
-        if path == "interview.list" and not filters.get("includeNonSharedInterviews") and \
-                rec.get("jobId"):
+        if (
+            path == "interview.list"
+            and not filters.get("includeNonSharedInterviews")
+            and rec.get("jobId")
+        ):
             return False
-        if "createdAfter" in filters and "createdAt" in rec and \
-                rec["createdAt"] <= iso_ms(int(filters["createdAfter"])):
+        if (
+            "createdAfter" in filters
+            and "createdAt" in rec
+            and rec["createdAt"] <= iso_ms(int(filters["createdAfter"]))
+        ):
             return False
-        if "createdBefore" in filters and "createdAt" in rec and \
-                rec["createdAt"] > iso_ms(int(filters["createdBefore"])):  # inclusive bound
+        if (
+            "createdBefore" in filters
+            and "createdAt" in rec
+            and rec["createdAt"] > iso_ms(int(filters["createdBefore"]))
+        ):  # inclusive bound
             return False
         if path in NEWEST_FIRST and not self._audit_keep(rec, filters):
             return False
-        for key in ("applicationId", "candidateId", "jobId", "interviewStageId", "surveyType",
-                    "offerStatus", "acceptanceStatus", "entityType", "entityId"):
+        for key in (
+            "applicationId",
+            "candidateId",
+            "jobId",
+            "interviewStageId",
+            "surveyType",
+            "offerStatus",
+            "acceptanceStatus",
+            "entityType",
+            "entityId",
+        ):
             if filters.get(key) is None:
                 continue
             if key == "jobId" and "job" in table.fields:
@@ -358,8 +429,9 @@ class Api:
         if "targetIds" in filters and target.get("id") not in filters["targetIds"]:
             return False
         if "targetTypes" in filters or "categories" in filters:
-            return target.get("type") in filters.get("targetTypes", []) or \
-                rec.get("category") in filters.get("categories", [])
+            return target.get("type") in filters.get("targetTypes", []) or rec.get(
+                "category"
+            ) in filters.get("categories", [])
         return True
 
     def _shape(self, path: str, rec: dict, body: dict) -> Any:
@@ -373,8 +445,16 @@ class Api:
     def _changed_between(self, table: Table, lo: int, hi: int) -> list[int]:
         return sorted(i for i, s in table.changed.items() if lo < s <= hi)
 
-    def _candidates(self, table: Table, pindex: int | None, mode: str, lo: int, hi: int,
-                    after: int, newest_first: bool) -> Iterator[int]:
+    def _candidates(
+        self,
+        table: Table,
+        pindex: int | None,
+        mode: str,
+        lo: int,
+        hi: int,
+        after: int,
+        newest_first: bool,
+    ) -> Iterator[int]:
         if mode == "inc":
             source: Any = self._changed_between(table, lo, hi)
             if pindex is not None:
@@ -383,8 +463,7 @@ class Api:
         if pindex is not None:
             return (i for i in table.children_of(pindex) if i > after)
         if newest_first:  # ``after`` is the last index served, going down
-            return (i for i in range(min(after, table.count) - 1, -1, -1)
-                    if i not in table.deleted)
+            return (i for i in range(min(after, table.count) - 1, -1, -1) if i not in table.deleted)
         return table.live_indices(after + 1)
 
     def _list(self, path: str, row: dict, body: dict) -> dict:
@@ -416,12 +495,20 @@ class Api:
         if cursor is not None and paginated:
             state = self._open(cursor)
             if not state or state.get("p") != path or state.get("f") != fhash:
-                raise ApiError(200, CURSOR_INVALID.get(path, "invalid_next_cursor"),
-                               "The cursor could not be decoded")
-            if now - state["c"] > self.settings.cursor_ttl_seconds * 1000 or \
-                    state.get("e") != self.org.cursor_epoch:
-                raise ApiError(200, "next_cursor_expired",
-                               "The cursor expired: restart the pass without a cursor")
+                raise ApiError(
+                    200,
+                    CURSOR_INVALID.get(path, "invalid_next_cursor"),
+                    "The cursor could not be decoded",
+                )
+            if (
+                now - state["c"] > self.settings.cursor_ttl_seconds * 1000
+                or state.get("e") != self.org.cursor_epoch
+            ):
+                raise ApiError(
+                    200,
+                    "next_cursor_expired",
+                    "The cursor expired: restart the pass without a cursor",
+                )
             mode, after, lo, hi = state["m"], state["i"], state["lo"], state["hi"]
             page_no = state.get("n", 2)
         elif token is not None and row["sync_token"]:
@@ -429,20 +516,29 @@ class Api:
             if not state or state.get("t") != table.name or state.get("f") != fhash:
                 raise ApiError(200, "sync_token_invalid", "The sync token could not be decoded")
             if now - state["c"] > self.settings.sync_token_ttl_seconds * 1000:
-                raise ApiError(200, "sync_token_expired",
-                               "The sync token expired: run a full sync without syncToken")
+                raise ApiError(
+                    200,
+                    "sync_token_expired",
+                    "The sync token expired: run a full sync without syncToken",
+                )
             mode, after, lo, hi = "inc", -1, state["s"], self.org.seq
             if len(self._changed_between(table, lo, hi)) > self.settings.max_sync_changes:
-                raise ApiError(200, "incremental_sync_too_large",
-                               "Too many changes since this sync token: run a full sync")
+                raise ApiError(
+                    200,
+                    "incremental_sync_too_large",
+                    "Too many changes since this sync token: run a full sync",
+                )
         else:
             mode, lo, hi = "full", 0, self.org.seq
             after = table.count if newest_first else -1
         cap = self.settings.max_incremental_pages
         if mode == "inc" and cap and page_no > cap:  # 15.3: may come after pages were served
-            raise ApiError(200, "incremental_sync_too_large",
-                           f"This incremental sync exceeds {cap} pages: discard the sync token "
-                           "and run a full sync")
+            raise ApiError(
+                200,
+                "incremental_sync_too_large",
+                f"This incremental sync exceeds {cap} pages: discard the sync token "
+                "and run a full sync",
+            )
         page: list[Any] = []
         last = after
         more = False
@@ -463,9 +559,19 @@ class Api:
         if paginated:
             out["moreDataAvailable"] = more
             if more:
-                out["nextCursor"] = self._seal({"p": path, "f": fhash, "m": mode, "i": last,
-                                                "lo": lo, "hi": hi, "c": now, "n": page_no + 1,
-                                                "e": self.org.cursor_epoch})
+                out["nextCursor"] = self._seal(
+                    {
+                        "p": path,
+                        "f": fhash,
+                        "m": mode,
+                        "i": last,
+                        "lo": lo,
+                        "hi": hi,
+                        "c": now,
+                        "n": page_no + 1,
+                        "e": self.org.cursor_epoch,
+                    }
+                )
             elif row["sync_token"]:
                 out["syncToken"] = self._seal({"t": table.name, "f": fhash, "s": hi, "c": now})
         elif path in LISTS_WITH_MORE_FLAG:
@@ -481,46 +587,69 @@ class Api:
             hits = []
             for i in table.live_indices():
                 rec = table.get(i)
-                if rec and all(str(v).lower() in json.dumps(rec).lower()
-                               for v in body.values()):
+                if rec and all(str(v).lower() in json.dumps(rec).lower() for v in body.values()):
                     hits.append(rec)
                     if len(hits) == MAX_LIMIT:
                         break
             return {"success": True, "results": hits}
         params = row["params"]
-        keys = [p for p, s in params.items() if s.get("required")] or \
-            [p for p, s in params.items() if s["type"] == "string"]  # candidate.info: id | ...
+        keys = [p for p, s in params.items() if s.get("required")] or [
+            p for p, s in params.items() if s["type"] == "string"
+        ]  # candidate.info: id | ...
         given = next((p for p in keys if p in body), None)
         if given is None:
             raise _invalid(f"Missing required parameter {keys[0]}")
         name = row.get("stream") or row.get("lookup_of")
         if path == "interviewerPool.info":  # the members view of a pool row
             name = "interviewer_pools"
-        table = self.org.tables.get(name)
+        found = self.org.tables.get(str(name))
+        table = found  # type: ignore[assignment]
         index = table.index_of(body[given]) if table else None
         rec = table.get(index) if table and index is not None else None
-        if index is not None and path == "jobPosting.info" and "jobBoardId" in body and \
-                self.org.job_board_of(index) != self._job_board(body["jobBoardId"]):
+        if (
+            index is not None
+            and path == "jobPosting.info"
+            and "jobBoardId" in body
+            and self.org.job_board_of(index) != self._job_board(body["jobBoardId"])
+        ):
             rec = None  # the posting is not on that board
         if rec is None:
-            raise ApiError(200, not_found_code(row["object"]),
-                           f"No {row['object']} with {given}={body[given]}")
+            raise ApiError(
+                200, not_found_code(row["object"]), f"No {row['object']} with {given}={body[given]}"
+            )
         return {"success": True, "results": rec}
 
     def _api_key_info(self, perms: frozenset[str]) -> dict:
-        return {"success": True, "results": {
-            "title": "tap-ashby emulator key", "createdAt": "2025-06-01T12:00:00.000Z",
-            "scopes": sorted(PERMISSION_SCOPES[p] for p in perms)}}
+        return {
+            "success": True,
+            "results": {
+                "title": "tap-ashby emulator key",
+                "createdAt": "2025-06-01T12:00:00.000Z",
+                "scopes": sorted(PERMISSION_SCOPES[p] for p in perms),
+            },
+        }
 
     def _file_info(self, body: dict) -> dict:
-        return {"success": True, "results": {
-            "url": f"https://files.example.ashbyhq.com/{body['fileHandle']}?expires=3600"}}
+        return {
+            "success": True,
+            "results": {
+                "url": f"https://files.example.ashbyhq.com/{body['fileHandle']}?expires=3600"
+            },
+        }
 
     def _report(self, body: dict) -> dict:
         report_id = body["reportId"]
         rows = [[f"row {i}", i] for i in range(3)]
-        return {"success": True, "results": {
-            "requestId": f"report-{report_id}", "status": "complete",
-            "reportData": {"data": rows, "columnNames": ["Name", "Count"],
-                           "metadata": {"reportId": report_id}},
-            "failureReason": None}}
+        return {
+            "success": True,
+            "results": {
+                "requestId": f"report-{report_id}",
+                "status": "complete",
+                "reportData": {
+                    "data": rows,
+                    "columnNames": ["Name", "Count"],
+                    "metadata": {"reportId": report_id},
+                },
+                "failureReason": None,
+            },
+        }

@@ -63,8 +63,17 @@ class Faults:
 class FaultPicker:
     """Draws the fault for each request from the seeded generator."""
 
-    KINDS = ("rate_limit", "server_error", "drop", "malformed", "truncated", "slow",
-             "cursor_expired", "unknown_error", "partner_rate_limit")
+    KINDS = (
+        "rate_limit",
+        "server_error",
+        "drop",
+        "malformed",
+        "truncated",
+        "slow",
+        "cursor_expired",
+        "unknown_error",
+        "partner_rate_limit",
+    )
 
     def __init__(self, faults: Faults) -> None:
         self.faults = faults

@@ -28,8 +28,11 @@ RECENT_SPAN_MS = 30 * 86_400_000  # ``recent`` tables: base rows spread over the
 STAMPS = ("createdAt", "updatedAt", "timestamp")
 # Job boards: (title, isInternal). JobBoard has no "primary" field in the catalog: the primary
 # external board is the first row of jobBoard.list (title ends "(primary)").
-JOB_BOARDS = [("Careers page (primary)", False), ("Internal job board", True),
-              ("Agency job board", False)]
+JOB_BOARDS = [
+    ("Careers page (primary)", False),
+    ("Internal job board", True),
+    ("Agency job board", False),
+]
 POSTING_BOARDS = (0, 1, 0, 2)  # board of job posting i: POSTING_BOARDS[i % 4]
 M64, M58, M48 = (1 << 64) - 1, (1 << 58) - 1, (1 << 48) - 1
 SMALL_TABLE = 4_096  # tables up to this many base rows cache their ids
@@ -93,8 +96,9 @@ TABLES: list[TableSpec] = [
     TableSpec("interview_stage_groups", "InterviewStageGroup", _fixed(6)),  # org-wide (2026)
     TableSpec("sequences", "Sequence", _at_least(4, 5), owner="candidates"),
     TableSpec("sequence_templates", "SequenceTemplate", _fixed(6)),
-    TableSpec("take_home_assignments", "TakeHomeAssignment", _at_least(4, 10),
-              owner="applications"),
+    TableSpec(
+        "take_home_assignments", "TakeHomeAssignment", _at_least(4, 10), owner="applications"
+    ),
     TableSpec("email_senders", "EmailSender", _fixed(4)),
     TableSpec("audit_log_entries", "AuditLogEntry", _at_least(20, 10), recent=True),
     TableSpec("webhooks", "WebhookSetting", _fixed(2)),  # webhook.info lookups only
@@ -104,48 +108,90 @@ TABLES: list[TableSpec] = [
     TableSpec("candidate_client_info", "ClientInfo", parent="candidates"),
     TableSpec("candidate_projects", "CandidateProject", parent="candidates"),
     TableSpec("candidate_fraud_checks", "FraudCheck", parent="candidates"),
-    TableSpec("application_history", "ApplicationHistoryEntry", parent="applications",
-              per_parent=3),
+    TableSpec(
+        "application_history", "ApplicationHistoryEntry", parent="applications", per_parent=3
+    ),
     TableSpec("application_criteria_evaluations", "CriteriaEvaluation", parent="applications"),
     TableSpec("job_interview_plans", "JobInterviewPlan", parent="jobs", same_id_as_parent=True),
-    TableSpec("job_posting_details", "JobPostingDetail", parent="job_postings",
-              same_id_as_parent=True),
-    TableSpec("user_interviewer_settings", "UserInterviewerSettings", parent="users",
-              same_id_as_parent=True),
-    TableSpec("notetaker_transcripts", "NotetakerTranscript", parent="interview_events",
-              same_id_as_parent=True),
-    TableSpec("interview_briefings", "InterviewBriefing", parent="interview_events",
-              same_id_as_parent=True),
+    TableSpec(
+        "job_posting_details", "JobPostingDetail", parent="job_postings", same_id_as_parent=True
+    ),
+    TableSpec(
+        "user_interviewer_settings",
+        "UserInterviewerSettings",
+        parent="users",
+        same_id_as_parent=True,
+    ),
+    TableSpec(
+        "notetaker_transcripts",
+        "NotetakerTranscript",
+        parent="interview_events",
+        same_id_as_parent=True,
+    ),
+    TableSpec(
+        "interview_briefings",
+        "InterviewBriefing",
+        parent="interview_events",
+        same_id_as_parent=True,
+    ),
     TableSpec("user_interviewer_pauses", "InterviewerPause", parent="users"),
 ]
 
 # Field name -> table its value points to (string ids, nested objects, arrays of ids).
 ID_REFS = {
-    "candidateId": "candidates", "applicationId": "applications", "jobId": "jobs",
-    "interviewPlanId": "interview_plans", "defaultInterviewPlanId": "interview_plans",
-    "interviewStageId": "interview_stages", "stageId": "interview_stages",
-    "interviewScheduleId": "interview_schedules", "interviewId": "interviews",
-    "userId": "users", "managerId": "users", "actorId": "users", "departmentId": "departments",
-    "parentId": "departments", "locationId": "locations", "primaryLocationId": "locations",
-    "brandId": "brands", "sourceId": "sources", "openingId": "openings",
-    "jobPostingId": "job_postings", "appliedViaJobPostingId": "job_postings",
+    "candidateId": "candidates",
+    "applicationId": "applications",
+    "jobId": "jobs",
+    "interviewPlanId": "interview_plans",
+    "defaultInterviewPlanId": "interview_plans",
+    "interviewStageId": "interview_stages",
+    "stageId": "interview_stages",
+    "interviewScheduleId": "interview_schedules",
+    "interviewId": "interviews",
+    "userId": "users",
+    "managerId": "users",
+    "actorId": "users",
+    "departmentId": "departments",
+    "parentId": "departments",
+    "locationId": "locations",
+    "primaryLocationId": "locations",
+    "brandId": "brands",
+    "sourceId": "sources",
+    "openingId": "openings",
+    "jobPostingId": "job_postings",
+    "appliedViaJobPostingId": "job_postings",
     "surveyFormDefinitionId": "survey_form_definitions",
     "feedbackFormDefinitionId": "feedback_form_definitions",
-    "interviewStageGroupId": "interview_stage_groups", "projectId": "projects",
-    "interviewerPoolId": "interviewer_pools", "notetakerTranscriptId": "interview_events",
+    "interviewStageGroupId": "interview_stage_groups",
+    "projectId": "projects",
+    "interviewerPoolId": "interviewer_pools",
+    "notetakerTranscriptId": "interview_events",
     "sequenceTemplateId": "sequence_templates",
 }
 OBJ_REFS = {
-    "candidate": "candidates", "job": "jobs", "creditedToUser": "users", "author": "users",
-    "source": "sources", "archiveReason": "archive_reasons",
-    "currentInterviewStage": "interview_stages", "scheduledBy": "users",
-    "submittedByUser": "users", "department": "departments", "user": "users",
+    "candidate": "candidates",
+    "job": "jobs",
+    "creditedToUser": "users",
+    "author": "users",
+    "source": "sources",
+    "archiveReason": "archive_reasons",
+    "currentInterviewStage": "interview_stages",
+    "scheduledBy": "users",
+    "submittedByUser": "users",
+    "department": "departments",
+    "user": "users",
 }
 ARRAY_REFS = {
-    "applicationIds": "applications", "interviewPlanIds": "interview_plans",
-    "jobPostingIds": "job_postings", "interviewerUserIds": "users", "jobIds": "jobs",
-    "secondaryLocationIds": "locations", "locationIds": "locations",
-    "departmentIds": "departments", "tags": "candidate_tags", "customFields": "custom_fields",
+    "applicationIds": "applications",
+    "interviewPlanIds": "interview_plans",
+    "jobPostingIds": "job_postings",
+    "interviewerUserIds": "users",
+    "jobIds": "jobs",
+    "secondaryLocationIds": "locations",
+    "locationIds": "locations",
+    "departmentIds": "departments",
+    "tags": "candidate_tags",
+    "customFields": "custom_fields",
 }
 LABEL_FIELDS = ("name", "title", "text")
 # Fields ``build`` rebuilds from the related rows (so not patched from the prototype first).
@@ -175,7 +221,7 @@ class IdCodec:
 
     def __init__(self, key: str) -> None:
         digest = hashlib.blake2b(key.encode(), digest_size=40).digest()
-        words = [int.from_bytes(digest[i:i + 8], "big") for i in range(0, 40, 8)]
+        words = [int.from_bytes(digest[i : i + 8], "big") for i in range(0, 40, 8)]
         self.add, self.check_key = words[0], words[3]
         self.m1, self.m2, self.m3 = words[1] | 1, words[2] | 1, words[4] | 1
         self.inv1, self.inv2 = pow(self.m1, -1, 1 << 64), pow(self.m2, -1, 1 << 64)
@@ -187,20 +233,27 @@ class IdCodec:
         x ^= x >> 33
         c = (((x ^ self.check_key) * self.m3) >> 32) & M58
         return "%08x-%04x-4%03x-%04x-%012x" % (  # noqa: UP031 (faster than an f-string)
-            x >> 32, (x >> 16) & 0xFFFF, (x >> 4) & 0xFFF, 0x8000 | (x & 0xF) << 10 | c >> 48,
-            c & M48)
+            x >> 32,
+            (x >> 16) & 0xFFFF,
+            (x >> 4) & 0xFFF,
+            0x8000 | (x & 0xF) << 10 | c >> 48,
+            c & M48,
+        )
 
     def decode(self, text: str) -> int | None:
-        if len(text) != 36 or text[14] != "4" or text[19] not in "89ab" or \
-                text[8] + text[13] + text[18] + text[23] != "----":
+        if (
+            len(text) != 36
+            or text[14] != "4"
+            or text[19] not in "89ab"
+            or text[8] + text[13] + text[18] + text[23] != "----"
+        ):
             return None
         try:
             u = int(text.replace("-", ""), 16)
         except ValueError:
             return None
         x = (u >> 80) << 16 | ((u >> 64) & 0xFFF) << 4 | (u >> 58) & 0xF
-        if ((u >> 48) & 0x3FF) << 48 | u & M48 != \
-                (((x ^ self.check_key) * self.m3) >> 32) & M58:
+        if ((u >> 48) & 0x3FF) << 48 | u & M48 != (((x ^ self.check_key) * self.m3) >> 32) & M58:
             return None
         x ^= x >> 33
         x = (x * self.inv2) & M64
@@ -230,24 +283,29 @@ class Table:
         self.created_by_parent: dict[int, list[int]] = {}
         self.tag = _tag(spec.name)
         # Payload fields that Ashby does not send (the tap injects them from the parent).
-        self.hidden = {n for n, s in self.fields.items()
-                       if "NOT in API payload" in s.get("note", "")}
+        self.hidden = {
+            n for n, s in self.fields.items() if "NOT in API payload" in s.get("note", "")
+        }
         self._protos: list[dict[str, Any]] | None = None
         self.ids = IdCodec(f"{org.seed}:{spec.name}")
         # Small tables are referenced by many rows: remember their ids (bounded by their size).
-        self._encode = functools.cache(self.ids.encode) if base_count <= SMALL_TABLE \
-            else self.ids.encode
+        self._encode = (
+            functools.cache(self.ids.encode) if base_count <= SMALL_TABLE else self.ids.encode
+        )
         # Only fields that hold (or contain) references are rebuilt per row; the rest of a
         # prototype is shared between rows (rows are deep-copied before any change).
-        self.patch_fields = [n for n, f in self.fields.items()
-                             if _holds_refs(n, f) and (spec.name, n) not in REBUILT]
+        self.patch_fields = [
+            n for n, f in self.fields.items() if _holds_refs(n, f) and (spec.name, n) not in REBUILT
+        ]
         # Fields a list endpoint filters on with a fixed set of values (surveyType): the rows
         # carry one of those values, so each partition of the list finds its rows.
         self.param_values: dict[str, list[str]] = {
             name: param["values"]
-            for row in endpoints().values() if row.get("stream") == spec.name
+            for row in endpoints().values()
+            if row.get("stream") == spec.name
             for name, param in row["params"].items()
-            if param.get("required") and param.get("values") and name in self.fields}
+            if param.get("required") and param.get("values") and name in self.fields
+        }
 
     # ids -----------------------------------------------------------------------------
     def id_of(self, index: int) -> str:
@@ -261,8 +319,11 @@ class Table:
         if self.spec.same_id_as_parent:
             return self.org.tables[self.spec.parent].index_of(record_id)  # type: ignore[index]
         index = self.ids.decode(str(record_id))
-        return index if index is not None and index < self.count and \
-            index not in self.deleted else None
+        return (
+            index
+            if index is not None and index < self.count and index not in self.deleted
+            else None
+        )
 
     # relations -------------------------------------------------------------------------
     def parent_index(self, index: int) -> int:
@@ -280,14 +341,21 @@ class Table:
         if parent_index < parent.base_count:
             if self.spec.parent:
                 start = parent_index * self.spec.per_parent
-                yield from (i for i in range(start, start + self.spec.per_parent)
-                            if i < self.base_count and i not in self.deleted)
+                yield from (
+                    i
+                    for i in range(start, start + self.spec.per_parent)
+                    if i < self.base_count and i not in self.deleted
+                )
             else:  # owner relation: index % owner_base
                 step = max(1, parent.base_count)
-                yield from (i for i in range(parent_index, self.base_count, step)
-                            if i not in self.deleted and i not in self.created_parent)
-        yield from (i for i in self.created_by_parent.get(parent_index, [])
-                    if i not in self.deleted)
+                yield from (
+                    i
+                    for i in range(parent_index, self.base_count, step)
+                    if i not in self.deleted and i not in self.created_parent
+                )
+        yield from (
+            i for i in self.created_by_parent.get(parent_index, []) if i not in self.deleted
+        )
 
     def ref(self, target: str, index: int, salt: str, k: int = 0) -> int | None:
         """Index of the row of ``target`` that row ``index`` points to."""
@@ -307,8 +375,14 @@ class Table:
     def _prototypes(self) -> list[dict[str, Any]]:
         if self._protos is None:
             self._protos = [
-                object_for(self.fields, random.Random(f"{self.org.seed}:{self.name}:{k}"), "",
-                           self.nullable, self.required, k)
+                object_for(
+                    self.fields,
+                    random.Random(f"{self.org.seed}:{self.name}:{k}"),
+                    "",
+                    self.nullable,
+                    self.required,
+                    k,
+                )
                 for k in range(PROTOTYPES)
             ]
         return self._protos
@@ -345,8 +419,9 @@ class Table:
         if isinstance(rec.get("resumeFileHandle"), dict):
             rec["resumeFileHandle"] = {**rec["resumeFileHandle"], "handle": f"resume-{rec['id']}"}
         if isinstance(rec.get("fileHandles"), list):
-            rec["fileHandles"] = [{**h, "handle": f"file-{rec['id']}-{k}"}
-                                  for k, h in enumerate(rec["fileHandles"])]
+            rec["fileHandles"] = [
+                {**h, "handle": f"file-{rec['id']}-{k}"} for k, h in enumerate(rec["fileHandles"])
+            ]
         if self.name == "interview_schedules" and "interviewEvents" in rec:
             events = self.org.tables["interview_events"]
             rec["interviewEvents"] = [events.get(j) for j in events.children_of(index)]
@@ -383,8 +458,10 @@ class Table:
                     out_list.append(target.id_of(j))
             return out_list
         if isinstance(value, list) and value and isinstance(value[0], dict):
-            return [{k: self._patch(k, v, index + n) for k, v in item.items()}
-                    for n, item in enumerate(value)]
+            return [
+                {k: self._patch(k, v, index + n) for k, v in item.items()}
+                for n, item in enumerate(value)
+            ]
         if isinstance(value, dict) and name not in ("linkedData", "submittedValues", "extraData"):
             return {k: self._patch(k, v, index) for k, v in value.items()}
         return value
@@ -475,8 +552,12 @@ class Org:
         if rec is not None:
             self._bump(parent, p, copy.deepcopy(rec), out)
 
-    def update(self, name: str, record_id: str, fields: dict[str, Any] | None = None,
-               ) -> ChangeSummary:
+    def update(
+        self,
+        name: str,
+        record_id: str,
+        fields: dict[str, Any] | None = None,
+    ) -> ChangeSummary:
         """Change a record (``fields`` merged in; default: its label gets a revision mark)."""
         with self.lock:
             table = self.table(name)
@@ -515,8 +596,9 @@ class Org:
                 fields = {}
             return self.update(name, record_id, fields)
 
-    def create(self, name: str, fields: dict[str, Any] | None = None,
-               parent_id: str | None = None) -> ChangeSummary:
+    def create(
+        self, name: str, fields: dict[str, Any] | None = None, parent_id: str | None = None
+    ) -> ChangeSummary:
         """Add a record (a child needs ``parent_id``); returns what changed."""
         with self.lock:
             table = self.table(name)
@@ -591,7 +673,8 @@ class Org:
             # The gone candidate's own children (notes, ...) go with it; applications moved.
             for child in self.tables.values():
                 if child.spec.parent == "candidates" or (
-                        child.spec.owner == "candidates" and child.name != "applications"):
+                    child.spec.owner == "candidates" and child.name != "applications"
+                ):
                     for j in list(child.children_of(gone)):
                         self._delete(child, j, out)
             out.deleted.append(("candidates", gone_id))

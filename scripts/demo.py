@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import duckdb  # a dev dependency, pinned like the target's (see pyproject.toml)
-
-from .server import Emulator
+from ashby_emulator import Emulator
 
 ROOT = Path.cwd()
 MELTANO = str(Path(sys.executable).with_name("meltano"))
@@ -27,8 +26,15 @@ WAREHOUSE = ROOT / "output" / "demo.duckdb"
 def meltano(*args: str, env: dict[str, str]) -> float:
     """Run a meltano command (output shown); returns its wall time."""
     started = time.monotonic()
-    proc = subprocess.run([MELTANO, *args], env=env, cwd=ROOT, check=False,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(
+        [MELTANO, *args],
+        env=env,
+        cwd=ROOT,
+        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = [line for line in proc.stdout.splitlines() if "summary" in line or "rror" in line]
     for line in lines[-60:]:
         print("   ", line.split("| ")[-1][:150])
@@ -42,15 +48,20 @@ def table_counts(since: float | None = None) -> dict[str, int]:
     """Rows per table in the demo warehouse (only rows loaded after ``since``, if given)."""
     con = duckdb.connect(str(WAREHOUSE), read_only=True)
     try:
-        tables = [r[0] for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'ashby' "
-            "order by 1").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'ashby' "
+                "order by 1"
+            ).fetchall()
+        ]
         counts = {}
         for table in tables:
             sql = f'select count(*) from ashby."{table}"'
             if since is not None:
                 sql += f" where _sdc_batched_at >= to_timestamp({since})"
-            counts[table] = con.execute(sql).fetchone()[0]
+            row = con.execute(sql).fetchone()
+            counts[table] = row[0] if row else 0
         return counts
     finally:
         con.close()
@@ -60,9 +71,11 @@ def changed_rows(ids: list[str]) -> list[tuple]:
     con = duckdb.connect(str(WAREHOUSE), read_only=True)
     try:
         marks = ",".join(f"'{i}'" for i in ids)
-        return con.execute(f"select id, name, updatedat from ashby.candidates where id in "
-                           f"({marks}) order by name like 'Renamed%' desc, updatedat desc "
-                           "limit 6").fetchall()
+        return con.execute(
+            f"select id, name, updatedat from ashby.candidates where id in "
+            f"({marks}) order by name like 'Renamed%' desc, updatedat desc "
+            "limit 6"
+        ).fetchall()
     finally:
         con.close()
 
@@ -87,20 +100,30 @@ def main() -> None:
     real = bool(os.environ.get("TAP_ASHBY_API_KEY")) and not os.environ.get("TAP_ASHBY_BASE_URL")
     WAREHOUSE.parent.mkdir(exist_ok=True)
     WAREHOUSE.unlink(missing_ok=True)
-    env = {**os.environ, "TARGET_DUCKDB_PATH": str(WAREHOUSE),
-           "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env = {
+        **os.environ,
+        "TARGET_DUCKDB_PATH": str(WAREHOUSE),
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
     state_id = f"dev:tap-ashby-to-target-duckdb:{SUFFIX}"
     run = ("run", "--state-id-suffix", SUFFIX, "tap-ashby", "target-duckdb")
     emu = None
     if not real:
-        emu = Emulator(candidates=int(os.environ.get("DEMO_CANDIDATES", "1000")), seed=1,
-                       key="demo").start()
-        env.update(TAP_ASHBY_API_KEY=emu.key, TAP_ASHBY_BASE_URL=emu.url,
-                   TAP_ASHBY_REQUESTS_PER_MINUTE="0")
+        emu = Emulator(
+            candidates=int(os.environ.get("DEMO_CANDIDATES", "1000")), seed=1, key="demo"
+        ).start()
+        env.update(
+            TAP_ASHBY_API_KEY=emu.key, TAP_ASHBY_BASE_URL=emu.url, TAP_ASHBY_REQUESTS_PER_MINUTE="0"
+        )
         print(f"Ashby emulator at {emu.url} ({emu.org.candidates:,} candidates)")
     try:
-        subprocess.run([MELTANO, "state", "clear", "--force", state_id], env=env, cwd=ROOT,
-                       check=False, capture_output=True)
+        subprocess.run(
+            [MELTANO, "state", "clear", "--force", state_id],
+            env=env,
+            cwd=ROOT,
+            check=False,
+            capture_output=True,
+        )
         print("\n1) full run: meltano " + " ".join(run))
         t0 = time.time()
         full_seconds = meltano(*run, env=env)
@@ -110,8 +133,10 @@ def main() -> None:
             requests_full = emu.stats.snapshot()["total"]
             emu.stats.reset()
             touched = change_org(emu)
-            print(f"\n2) changed {len(touched)} candidates, 2 departments, 8 applications "
-                  "in the emulator")
+            print(
+                f"\n2) changed {len(touched)} candidates, 2 departments, 8 applications "
+                "in the emulator"
+            )
         print("\n3) incremental run: meltano " + " ".join(run))
         t1 = time.time()
         inc_seconds = meltano(*run, env=env)
@@ -119,14 +144,16 @@ def main() -> None:
         totals = table_counts()
         print(f"\n{'table':34} {'rows':>8} {'run 1 moved':>12} {'run 2 moved':>12}")
         for table, rows in totals.items():
-            print(f"{table:34} {rows:8d} {moved_full.get(table, 0):12d} "
-                  f"{moved_inc.get(table, 0):12d}")
-        print(f"{'total':34} {sum(totals.values()):8d} {sum(moved_full.values()):12d} "
-              f"{sum(moved_inc.values()):12d}")
+            print(
+                f"{table:34} {rows:8d} {moved_full.get(table, 0):12d} {moved_inc.get(table, 0):12d}"
+            )
+        print(
+            f"{'total':34} {sum(totals.values()):8d} {sum(moved_full.values()):12d} "
+            f"{sum(moved_inc.values()):12d}"
+        )
         print(f"\nrun 1: {full_seconds:.1f}s, run 2: {inc_seconds:.1f}s", end="")
         if emu is not None:
-            print(f"; API requests run 1: {requests_full}, run 2: "
-                  f"{emu.stats.snapshot()['total']}")
+            print(f"; API requests run 1: {requests_full}, run 2: {emu.stats.snapshot()['total']}")
             print("\nsome changed rows (id, name, updatedAt):")
             for row in changed_rows(touched):
                 print("   ", row)

@@ -9,8 +9,18 @@ from typing import Any
 
 EPOCH = datetime(2023, 1, 2, 9, 0, 0, tzinfo=timezone.utc)
 
-_WORDS = ["Alpha", "Bravo", "Cedar", "Delta", "Ember", "Fjord", "Grove", "Harbor", "Iris",
-          "Juniper"]
+_WORDS = [
+    "Alpha",
+    "Bravo",
+    "Cedar",
+    "Delta",
+    "Ember",
+    "Fjord",
+    "Grove",
+    "Harbor",
+    "Iris",
+    "Juniper",
+]
 
 
 def iso(dt: datetime) -> str:
@@ -33,8 +43,15 @@ def random_uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def value_for(spec: dict[str, Any], name: str, rng: random.Random, path: str,
-              nullable: set[str], required: set[str], variant: int) -> Any:
+def value_for(
+    spec: dict[str, Any],
+    name: str,
+    rng: random.Random,
+    path: str,
+    nullable: set[str],
+    required: set[str],
+    variant: int,
+) -> Any:
     """Generate one value for a field spec; ``path`` is the dotted path used by ``nullable``."""
     if path in nullable and variant % 4 == 1:
         return None
@@ -71,8 +88,10 @@ def value_for(spec: dict[str, Any], name: str, rng: random.Random, path: str,
     if kind == "array":
         items = spec.get("items", {"type": "string"})
         count = 0 if variant % 5 == 4 else 1 + variant % 2
-        return [value_for(items, name, rng, path + "[]", nullable, required, variant + k)
-                for k in range(count)]
+        return [
+            value_for(items, name, rng, path + "[]", nullable, required, variant + k)
+            for k in range(count)
+        ]
     # "any" at the top level: expand-only embedded objects (Location, Interview, ...).
     if "." not in path and "[]" not in path:
         return {"id": random_uuid(rng), "title": f"{rng.choice(_WORDS)} {name}"}
@@ -80,8 +99,14 @@ def value_for(spec: dict[str, Any], name: str, rng: random.Random, path: str,
     return f"{rng.choice(_WORDS)} {rng.randrange(1000)}"
 
 
-def object_for(fields: dict[str, Any], rng: random.Random, prefix: str,
-               nullable: set[str], required: set[str], variant: int) -> dict[str, Any]:
+def object_for(
+    fields: dict[str, Any],
+    rng: random.Random,
+    prefix: str,
+    nullable: set[str],
+    required: set[str],
+    variant: int,
+) -> dict[str, Any]:
     """Generate one object; optional nullable fields are sometimes absent rather than null.
 
     The catalog notes that recorded data shows both explicit nulls and absent keys for

@@ -77,8 +77,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return  # quiet
 
-    def _send(self, status: int, payload: Any, extra: dict[str, str] | None = None,
-              raw: bytes | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: Any,
+        extra: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> None:
         body = raw if raw is not None else json.dumps(payload, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -121,9 +126,13 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(faults.latency)
         if faults.concurrent_limit and inflight > faults.concurrent_limit:
             emu.stats.faults["concurrent_limit"] += 1
-            self._send(429, _error("concurrent_limit_exceeded",
-                                   "Too many concurrent requests for this API key"),
-                       {"Retry-After": "1"})
+            self._send(
+                429,
+                _error(
+                    "concurrent_limit_exceeded", "Too many concurrent requests for this API key"
+                ),
+                {"Retry-After": "1"},
+            )
             return "429"
         fault = emu.picker.pick(endpoint, has_cursor=b'"cursor"' in body)
         if fault:
@@ -170,7 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _admin(self, method: str, body: bytes) -> None:
         emu = self.server.emulator
         url = urlparse(self.path)
-        action = url.path[len(ADMIN_PREFIX):]
+        action = url.path[len(ADMIN_PREFIX) :]
         try:
             args = json.loads(body or b"{}")
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -181,8 +190,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _error(code: str, message: str) -> dict[str, Any]:
-    return {"success": False, "errors": [code],
-            "errorInfo": {"code": code, "message": message, "requestId": "req_fault"}}
+    return {
+        "success": False,
+        "errors": [code],
+        "errorInfo": {"code": code, "message": message, "requestId": "req_fault"},
+    }
 
 
 def _seconds(value: float) -> str:
@@ -199,8 +211,14 @@ class _Server(ThreadingHTTPServer):
 class Emulator:
     """A running (or runnable) emulated Ashby: org + protocol + faults + counters + HTTP."""
 
-    def __init__(self, candidates: int = 40, seed: int = 1, key: str = "demo",
-                 faults: Faults | None = None, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        candidates: int = 40,
+        seed: int = 1,
+        key: str = "demo",
+        faults: Faults | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self.org = Org(candidates=candidates, seed=seed)
         self.api = Api(self.org, {key: ALL_PERMISSIONS}, settings)
         self.key = key
@@ -215,8 +233,9 @@ class Emulator:
         """Serve on ``host:port`` (0 = a free port) in a background thread."""
         self._server = _Server((host, port), _Handler)
         self._server.emulator = self
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="ashby-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="ashby-emulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -236,7 +255,7 @@ class Emulator:
     def url(self) -> str:
         assert self._server, "emulator not started"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     # python API ---------------------------------------------------------------------------
     def add_key(self, key: str, permissions: set[str] | frozenset[str]) -> None:
@@ -250,8 +269,10 @@ class Emulator:
             if key in changes:
                 setattr(self.org, key, as_bool(changes.pop(key)))
         self.api.settings.update(**changes)
-        return {**self.api.settings.as_dict(),
-                **{key: getattr(self.org, key) for key in ORG_SETTINGS}}
+        return {
+            **self.api.settings.as_dict(),
+            **{key: getattr(self.org, key) for key in ORG_SETTINGS},
+        }
 
     def set_version(self, version: str, status: str) -> dict[str, str]:
         """Add an API version or change its lifecycle status (``removed`` ones are refused)."""
