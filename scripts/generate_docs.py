@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tap_ashby.endpoints import ROWS  # noqa: E402
-from tap_ashby.tap import CONFIG_SCHEMA, TapAshby  # noqa: E402
+from tap_ashby.settings import CONFIG_SCHEMA  # noqa: E402
+from tap_ashby.tap import TapAshby  # noqa: E402
 
 README = ROOT / "README.md"
 MELTANO = ROOT / "meltano.yml"

@@ -66,7 +66,8 @@ from tap_ashby.ledger import (
     write_ledger,
 )
 from tap_ashby.passes import MAX_PASS_RESTARTS, PassOutcome, Prefetcher, Rows, read_pass
-from tap_ashby.tap import CONFIG_SCHEMA, TapAshby, check_config
+from tap_ashby.settings import CONFIG_SCHEMA, check_config
+from tap_ashby.tap import TapAshby
 from tap_ashby.throttle import RequestBudget
 
 SECRET = "ashby-unit-SECRET-key-9f8e7d"
