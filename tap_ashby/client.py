@@ -131,6 +131,10 @@ class AshbyClient:
             self._local.session = session
         return session
 
+    def total_requests(self) -> int:
+        with self._lock:
+            return sum(self.requests.values())
+
     def warn_once(self, key: str, message: str, *args: Any) -> None:
         with self._lock:
             if key in self._warned:
@@ -163,7 +167,7 @@ class AshbyClient:
                 if told is not None or partner:
                     self.budget.pause(wait)  # every worker waits, not just this one
                 self.logger.warning("retry %d in %.2fs: %s", attempt, wait, _describe(err))
-                time.sleep(wait)
+                self.budget.wait(wait)  # a stopping run does not wait out a backoff
 
     def _post_once(self, call: Call, body: Mapping[str, Any], owner: str) -> dict[str, Any]:
         with self.budget.slot():

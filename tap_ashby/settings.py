@@ -144,11 +144,21 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "child_refresh_every_n_runs",
         th.IntegerType(minimum=0),
-        default=0,
+        default=7,
         title="Child refresh every N runs",
-        description="Every N runs, child streams list the children of every parent, "
-        "not only of parents that changed (one request per parent); "
-        "0 = never.",
+        description="Rolling refresh: besides the children of parents that changed, each "
+        "run lists the children of 1/N of all parents (an even slice by key), so a change "
+        "under an unchanged parent (a new note, a history entry) arrives within N runs. "
+        "Costs about (parents / N) requests a run; 0 = off.",
+    ),
+    th.Property(
+        "max_run_seconds",
+        th.IntegerType(minimum=0),
+        default=0,
+        title="Max run seconds",
+        description="Deadline for one run: when it is reached the tap starts no new "
+        "request, writes what is in flight and a STATE the next run resumes from, and "
+        "exits 0 (the summary says what is left). 0 = no deadline.",
     ),
     th.Property(
         "report_ids",
@@ -209,6 +219,7 @@ class Settings:
     reconcile_every_n_runs: int
     reconcile_now: bool
     child_refresh_every_n_runs: int
+    max_run_seconds: int
     start_date: str | None = None
     reconcile_streams: tuple[str, ...] | None = None
     ledger_uri: str | None = None

@@ -1,46 +1,42 @@
-"""One generic stream class, driven by a row of the endpoint table.
+"""One generic stream class, driven by a row of the endpoint table: a thin singer-sdk adapter.
 
-Three shapes share it:
+The stream writes records and takes STATE; which calls are made was decided by the plan
+(plan.py) and the calls are made by the run (sync.py, on the scheduler). Three shapes:
+
 - a list read in one pass per run, incremental through the syncToken bookmark
   (``{"sync_token": ..., "token_since": ...}`` in the stream's or partition's state);
-- a child stream (one call per parent record). It reads its parent keys from the parent
-  stream's pass of this run when the parent is synced too (one pass per parent list), else
-  from its own pass of the parent list, and keeps that pass's token as ``parent_sync_token``;
+- a child stream: ``(parent key, children)`` in parent-key order. Its state keeps the parent
+  list's token (``parent_sync_token``), the rolling-refresh counter (``refresh_run``) and,
+  while a pass is unfinished, where it resumes (``resume``);
 - partitioned passes (``surveyType`` values, report ids), each with its own bookmark.
 
-A new token (and ledger generation) enters state only after every record of the pass and
-every tombstone were emitted.
+``close_pass`` is the one routine that ends a pass: tombstones and the ledger, then the
+bookmark. A new token (and ledger generation) enters state only after every record of the
+pass and every tombstone were emitted; a pass cut short keeps its old token.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import deque
+import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from singer_sdk import SchemaDirectory, Stream, StreamSchema
-from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
 
-from .client import TRANSPORT_ERRORS, Call
-from .deletes import LedgerRun
-from .endpoints import Endpoint, values_at
-from .errors import AshbyError, InvalidInput, ParentGone, PermissionMissing
-from .ledger import SortedSpill, decode_key, encode_key, now_iso
-from .passes import PassOutcome, Rows, read_pass
+from .endpoints import Endpoint
+from .errors import AshbyError, InvalidInput, PermissionMissing
+from .ledger import SortedSpill, encode_key
+from .passes import PassOutcome
+from .plan import StreamPlan, partitions_of
+from .sync import SyncRun
 
-if TYPE_CHECKING:
-    from .run import SyncRun
-
-AUDIT_LOG_MAX_DAYS = 540  # auditLog.list serves at most 18 months per request
+CHECKPOINT_SECONDS = 5.0  # a child pass writes its resume position at least this often
+CHECKPOINT_SHARE = 50  # ... and after every 1/50 of its parents (at least 10, at most 1000)
 
 
 def schema_directory() -> Any:
@@ -79,7 +75,7 @@ class EndpointStream(Stream):
 
     @property
     def run(self) -> SyncRun:
-        return self._tap.run  # type: ignore[attr-defined]
+        return self._tap.sync_run  # type: ignore[attr-defined]
 
     @property
     def emit_activate_version_messages(self) -> bool:
@@ -89,117 +85,30 @@ class EndpointStream(Stream):
 
     @property
     def partitions(self) -> list[dict] | None:
-        ep = self.endpoint
-        if ep.partition_param == "reportId":
-            return [{"reportId": r} for r in self.config.get("report_ids") or []] or None
-        if ep.partition_param:
-            return [{ep.partition_param: v} for v in ep.partition_values]
-        return None
+        from .settings import Settings  # noqa: PLC0415
 
-    @cached_property
-    def parent_stream(self) -> EndpointStream | None:
-        parent = self.endpoint.parent
-        return self._tap.streams[parent.stream] if parent else None  # type: ignore[return-value]
-
-    @cached_property
-    def child_streams_selected(self) -> list[EndpointStream]:
-        """Selected streams that read their parent keys from this stream's pass."""
-        return [
-            s
-            for s in self._tap.streams.values()
-            if isinstance(s, EndpointStream)
-            and s.selected
-            and s.endpoint.parent
-            and s.endpoint.parent.stream == self.name
-        ]
-
-    @property
-    def ledgered(self) -> bool:
-        """Whether this stream keeps a ledger to find deleted rows (see ledger.py)."""
-        chosen = self.config.get("reconcile_streams")
-        return self.endpoint.reconcile and (chosen is None or self.name in chosen)
-
-    # requests -----------------------------------------------------------------------------
-    def call(self, partition: Context | None = None, **params: Any) -> Call:
-        """The request of this stream's endpoint: fixed body, partition, filters, params."""
-        ep = self.endpoint
-        body = dict(ep.body)
-        body.update(partition or {})
-        body.update(params)
-        start = self.config.get("start_date")
-        if start and ep.created_after:
-            body["createdAfter"] = int(_parse_time(start).timestamp() * 1000)
-        if ep.window:
-            earliest = datetime.now(timezone.utc) - timedelta(days=AUDIT_LOG_MAX_DAYS)
-            begin = max(_parse_time(start), earliest) if start else earliest
-            body[ep.window] = begin.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        return Call(ep.path, body, ep.paginated, ep.permission)
-
-    def scope(self, partition: Context | None) -> str:
-        """Identity of what a ledger was built from: API root, endpoint, filters."""
-        raw = json.dumps(
-            [
-                self.config["base_url"],
-                self.name,
-                self.call(partition).body,
-                self.endpoint.parent.field if self.endpoint.parent else "",
-            ],
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-    def start_token(self, state: dict[str, Any]) -> tuple[str | None, Any]:
-        """The token this stream's pass starts from: its own, or the oldest of its selected
-        children's (one pass serves them all; the parent re-emits a few records)."""
-        if not self.endpoint.sync_token:
-            return None, None
-        marks = [(state.get("sync_token"), state.get("token_since"))]
-        marks += [
-            (
-                c.get_context_state(None).get("parent_sync_token"),
-                c.get_context_state(None).get("token_since"),
-            )
-            for c in self.child_streams_selected
-        ]
-        if any(token is None for token, _ in marks):
-            return None, None
-        return min(marks, key=lambda m: str(m[1] or ""))
-
-    def source_records(
-        self, token: str | None, outcome: PassOutcome, partition: Context | None = None
-    ) -> Iterator[Rows]:
-        """This stream's rows without emitting them (for children and reconcile scans)."""
-        if self.parent_stream is None:
-            yield from read_pass(
-                self.run.client, self.call(partition), token, self.name, self.logger, outcome
-            )
-            return
-        assert self.endpoint.parent is not None
-        keys = (
-            v
-            for rows in self.parent_stream.source_records(token, outcome)
-            for rec in rows
-            for v in values_at(rec, self.endpoint.parent.field)
-        )
-        for _, children in self.fan_out(keys):
-            yield children
+        parts = partitions_of(self.endpoint, Settings.from_config(self.config))
+        return parts or None
 
     # records ------------------------------------------------------------------------------
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        started = datetime.now(timezone.utc)
-        self.run.start(
-            [s for s in self._tap.streams.values() if isinstance(s, EndpointStream)],
-            self,
-        )
-        if self.endpoint.partition_param == "reportId" and not context:
-            self.logger.info("report_results: no report_ids configured; nothing to read")
+        started = time.monotonic()
+        run = self.run
+        plan = run.plan.streams.get(self.name)
+        if plan is None:
+            return
+        if plan.skip:
+            self.stats["passes"] = f"skipped ({plan.skip})"
+            self.logger.info("%s: %s; nothing to read", self.name, plan.skip)
+            return
+        if run.stopped:
+            self.stats["passes"] = f"not started ({run.scheduler.reason})"
             return
         try:
-            if self.parent_stream is None:
-                yield from self._list_records(context)
+            if plan.fanout is None:
+                yield from self._list_records(plan, context)
             else:
-                yield from self._child_records()
+                yield from self._child_records(plan)
         except PermissionMissing as err:
             if self.config["on_missing_permission"] == "fail":
                 raise
@@ -214,101 +123,64 @@ class EndpointStream(Stream):
                 "%s: Ashby refused %s=%s; skipping it (%s)", self.name, part, context[part], err
             )
         finally:
-            self.stats["seconds"] += (datetime.now(timezone.utc) - started).total_seconds()
+            self.stats["seconds"] += time.monotonic() - started
 
-    def _ledger(self, state: dict[str, Any], partition: Context | None) -> LedgerRun | None:
-        if not self.ledgered:
-            return None
-        return LedgerRun(
-            self.run.ledgers,
-            self.name,
-            list(self.primary_keys),
-            self.scope(partition),
-            state,
-            self.logger,
-            int(self.config["reconcile_every_n_runs"]),
-            bool(self.config["reconcile_now"]),
-        )
-
-    def _list_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
+    def _list_records(self, plan: StreamPlan, context: Context | None) -> Iterator[dict]:
+        run = self.run
         state = self.get_context_state(context)
-        pages, outcome, since = self.run.take_pass(self, context, state)
-        ledger = self._ledger(state, context)
-        spools = self.run.open_spools(self)
+        (lp,) = [p for p in plan.passes if p.partition == (dict(context) if context else None)]
+        job, outcome, since = run.list_pass(self.name, lp.partition)
+        ledger = run.ledger_for(self.name, lp.partition)
+        spool = run.spool(self.name)
+        progress = run.progress(self.name, None)
         part = self.endpoint.partition_param
-        for rows in pages:
+        count = 0
+        for rows in job:
             for rec in rows:
                 if part and context and rec.get(part) is None:  # reportId: not in the row
                     rec[part] = context[part]
                 if ledger:
                     ledger.add("", rec)
-                spools.add(rec)
+                spool.add(rec)
                 yield rec
-        commit: dict[str, Any] = {}
-        if ledger:
-            current = None
-            if not outcome.full and ledger.due:
-                (pk,) = self.primary_keys  # ledgered lists are keyed on one field
-                current = (encode_key("") + key for key in self.run.scan(self, pk, context))
-            reconciled = outcome.full or current is not None
-            yield from ledger.close(
-                replaced=None if reconciled else [],
-                live=None,
-                current=current,
-                reconciled=reconciled,
-            )
-            commit.update(ledger.commit)
-            self.stats["reconciled"] = ledger.reconciled
-        if outcome.token:
-            commit.update(sync_token=outcome.token, token_since=since)
-        self.stats["passes"] = "full" if outcome.full else "incremental"
-        self.run.publish_pass(self, outcome, since, spools)
-        state.update(commit)
+            count += len(rows)
+            progress.step(count)
+        current = None
+        if ledger and lp.reconcile and not outcome.full and not job.cut:
+            (pk,) = self.primary_keys  # ledgered lists are keyed on one field
+            scan = run.scan(self.endpoint, pk, lp.partition)
+            if not run.scan_cut(self.endpoint, pk, lp.partition):
+                current = (encode_key("") + key for key in scan)
+        complete = outcome.full and not job.cut
+        yield from self.close_pass(
+            state,
+            ledger,
+            cut=job.cut,
+            replaced=None if complete or current is not None else [],
+            live=None,
+            current=current,
+            reconciled=complete or current is not None,
+            bookmark={"sync_token": outcome.token, "token_since": since} if outcome.token else {},
+        )
+        self.stats["passes"] = self._mode(outcome.full, job.cut, False)
+        run.pass_done(self.name, outcome, since, job.cut)
 
-    def _child_records(self) -> Iterator[dict[str, Any]]:
-        """Children of every parent in the parent's pass (changed parents, when incremental).
-
-        Every ``child_refresh_every_n_runs`` runs, the children of every parent are listed
-        again: Ashby may not list a parent whose children changed (UNCONFIRMED).
-        """
-        ep, parent = self.endpoint, self.parent_stream
-        assert ep.parent is not None and parent is not None
+    def _child_records(self, plan: StreamPlan) -> Iterator[dict[str, Any]]:
+        """Children of the parents the plan names, in parent-key order, with a resume
+        position written as the parents before it are done."""
+        ep, run, fan = self.endpoint, self.run, plan.fanout
+        assert ep.parent is not None and fan is not None
         state = self.get_context_state(None)
-        ledger = self._ledger(state, None)
-        every_parent = self.lists_every_parent(state, ledger)
-        shared = self.run.shared_keys(self)
-        fanned = None
-        if shared is None:  # the parent is not synced this run: read its list here
-            outcome, since = PassOutcome(), now_iso()
-            full = every_parent or (ledger is not None and ledger.due)
-            token = None if full else state.get("parent_sync_token")
-            keys: Iterable[Any] = (
-                v
-                for rows in parent.source_records(token, outcome)
-                for rec in rows
-                for v in values_at(rec, ep.parent.field)
-            )
-        else:
-            keys, outcome, since = shared
-            fanned = self.run.take_children(self)
-        live = None
-        if (
-            shared is not None
-            and not outcome.full
-            and (every_parent or (ledger is not None and ledger.due))
-        ):
-            # every current parent, from the run's one id scan of the parent list (shared
-            # with the other child streams and reconciles of this parent)
-            live = self.run.scan(parent, ep.parent.field)
-            if every_parent:
-                if fanned is not None:  # started ahead over the changed parents only
-                    fanned.close()  # type: ignore[attr-defined]
-                fanned = None
-                keys = (decode_key(k) for k in live)
-        replaced = SortedSpill(self.run.workdir)
+        cp = run.child_pass(self.name)
+        ledger = run.ledger_for(self.name, None)
+        spool = run.spool(self.name)
+        visited = SortedSpill(run.workdir)
+        progress = run.progress(self.name, cp.total)
         delivered: set[str] = set()
-        for key, children in fanned or self.fan_out(keys):
-            replaced.add(encode_key(str(key)))
+        done, last_key, checkpoint = 0, fan.resume_after, time.monotonic()
+        every = min(1000, max(10, cp.total // CHECKPOINT_SHARE))
+        for key, children in cp.job:
+            visited.add(encode_key(str(key)))
             for child in children:
                 if ep.parent.inject and child.get(ep.parent.inject) is None:
                     child[ep.parent.inject] = key
@@ -319,78 +191,89 @@ class EndpointStream(Stream):
                     delivered.add(ident)
                 if ledger:
                     ledger.add(key, child)
+                spool.add(child)
                 yield child
+            done, last_key = done + 1, key
+            progress.step(done)
+            if done % every == 0 or time.monotonic() - checkpoint >= CHECKPOINT_SECONDS:
+                # Every parent up to last_key is written: a killed run resumes after it.
+                # (Its ledger generation is not published until the pass ends; the rolling
+                # refresh re-lists those parents, which puts their rows into the ledger.)
+                state["resume"] = self._pending(fan, last_key)
+                self._tap.state_writer.write_state(self.tap_state)
+                checkpoint = time.monotonic()
+        cut = cp.job.cut
+        if cut:
+            run.left[self.name] = cp.total - done
+        resumed = fan.resume_after is not None
+        complete = cp.outcome.full and not resumed and not cut
+        live = cp.live if cp.live is not None and (fan.reconcile or fan.every_parent) else None
+        bookmark: dict[str, Any] = {}
+        if cut:
+            bookmark["resume"] = self._pending(fan, last_key)
+        else:
+            bookmark["resume"] = None
+            bookmark["refresh_run"] = int(state.get("refresh_run", 0) or 0) + 1
+            if cp.outcome.token:
+                bookmark.update(parent_sync_token=cp.outcome.token, token_since=cp.since)
+        yield from self.close_pass(
+            state,
+            ledger,
+            cut=cut,
+            replaced=None if complete else ([] if cut else visited),
+            live=None if cut else live,
+            reconciled=not cut and (complete or live is not None),
+            bookmark=bookmark,
+        )
+        self.stats["passes"] = self._mode(cp.outcome.full, cut, resumed)
+        run.pass_done(self.name, PassOutcome(token=None, full=True), cp.since, cut)
+
+    @staticmethod
+    def _pending(fan: Any, after: str | None) -> dict[str, Any]:
+        """An unfinished child pass: where it resumes and what it was built on."""
+        return {
+            "after": after,
+            "token": fan.token,
+            "since": fan.token_since,
+            "every": fan.every_parent,
+            "refresh": list(fan.refresh) if fan.refresh else None,
+        }
+
+    def _mode(self, full: bool, cut: bool, resumed: bool) -> str:
+        mode = "full" if full else "incremental"
+        if resumed:
+            mode += ", resumed"
+        if cut:
+            mode += f", cut at the {self.run.scheduler.reason or 'stop'}"
+        return mode
+
+    def close_pass(
+        self,
+        state: dict[str, Any],
+        ledger: Any,
+        *,
+        cut: bool,
+        replaced: Iterable[bytes] | None,
+        live: Iterable[bytes] | None,
+        reconciled: bool,
+        bookmark: dict[str, Any],
+        current: Iterable[bytes] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The one end of a pass: tombstones and the new ledger generation, then the
+        bookmark. A pass cut short sends no tombstones: its ledger keeps every old key plus
+        what was delivered (``replaced=[]``), and its token is not advanced."""
         commit: dict[str, Any] = {}
         if ledger:
-            reconciled = outcome.full or live is not None
             yield from ledger.close(
-                replaced=None if outcome.full else replaced, live=live, reconciled=reconciled
+                replaced=replaced, live=live, current=current, reconciled=reconciled
             )
             commit.update(ledger.commit)
             self.stats["reconciled"] = ledger.reconciled
-        if outcome.token:
-            commit.update(parent_sync_token=outcome.token, token_since=since)
-        commit["runs_since_refresh"] = (
-            0 if outcome.full or every_parent else int(state.get("runs_since_refresh", 0)) + 1
-        )
-        self.stats["passes"] = "full" if outcome.full else "incremental"
+        commit.update(bookmark)
+        for key in [k for k, v in commit.items() if v is None]:
+            commit.pop(key)
+            state.pop(key, None)
         state.update(commit)
-
-    # fan-out ------------------------------------------------------------------------------
-    def _children_of(self, key: Any) -> Rows:
-        ep = self.endpoint
-        assert ep.parent is not None
-        call = self.call(**{ep.parent.param: key})
-        try:
-            return [
-                rec for page in self.run.client.pages(call, None, self.name) for rec in page.records
-            ]
-        except ParentGone:
-            return []  # deleted between the parent list and this call: nothing to load
-        except (PermissionMissing, InvalidInput):
-            raise
-        except (FatalAPIError, RetriableAPIError, *TRANSPORT_ERRORS) as err:
-            # No silent partial child tables: the run fails, naming the parent.
-            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise AshbyError(
-                f"{self.name}: could not read the children of {ep.parent.param}={key}: {detail}"
-            ) from err
-
-    def lists_every_parent(self, state: dict[str, Any], ledger: LedgerRun | None) -> bool:
-        """Whether this run lists the children of every parent, not only of those that
-        changed: a refresh is due (``child_refresh_every_n_runs``), or the ledger must be
-        rebuilt (missing or unusable: one request per parent, as on a first run)."""
-        every = int(self.config["child_refresh_every_n_runs"])
-        refresh = every > 0 and int(state.get("runs_since_refresh", 0)) + 1 >= every
-        return refresh or (ledger is not None and ledger.old_path is None)
-
-    def fans_out_changed_parents(self, outcome: PassOutcome) -> bool:
-        """Whether the fan-out over the shared pass's keys can start before this stream
-        runs (a ledger that must be rebuilt is only found then; that fan-out is dropped)."""
-        return outcome.full or not self.lists_every_parent(self.get_context_state(None), None)
-
-    def fan_out(self, keys: Iterable[Any]) -> Iterator[tuple[Any, Rows]]:
-        """(key, children) in key order; calls run on a bounded pool."""
-        workers = int(self.config["max_concurrency"])
-        keys = iter(keys)
-        if workers == 1:
-            for key in keys:
-                yield key, self._children_of(key)
-            return
-        window: deque[tuple[Any, Future]] = deque()
-        with ThreadPoolExecutor(workers, thread_name_prefix=self.name) as pool:
-            try:
-                for key in keys:
-                    window.append((key, pool.submit(self._children_of, key)))
-                    if len(window) >= workers * 4:
-                        k, fut = window.popleft()
-                        yield k, fut.result()
-                while window:
-                    k, fut = window.popleft()
-                    yield k, fut.result()
-            finally:
-                for _, fut in window:
-                    fut.cancel()
 
     # per record ---------------------------------------------------------------------------
     @cached_property
@@ -419,8 +302,3 @@ class EndpointStream(Stream):
                     f"'{key}' (its primary key); the run cannot be trusted"
                 )
         return row
-
-
-def _parse_time(value: Any) -> datetime:
-    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -15,9 +15,10 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 
 from .endpoints import ROWS
-from .run import SyncRun
-from .settings import CONFIG_SCHEMA, check_config
+from .plan import is_ledgered, make_plan, partitions_of
+from .settings import CONFIG_SCHEMA, Settings, check_config
 from .streams import EndpointStream
+from .sync import SyncRun
 
 STREAM_ORDER = {row.stream: index for index, row in enumerate(ROWS)}
 
@@ -39,9 +40,31 @@ class TapAshby(Tap):
         TapAshby.last = self
 
     @cached_property
-    def run(self) -> SyncRun:
-        """Client, budget, ledger store and prefetch shared by every stream of the run."""
-        return SyncRun(self.config, self.logger)
+    def sync_run(self) -> SyncRun:
+        """The run, made once, when the first stream asks for records: settings, state and
+        the ledgers in; the plan (pure) made from them; its passes submitted."""
+        settings = Settings.from_config(self.config)
+        streams = {n: s for n, s in self.streams.items() if isinstance(s, EndpointStream)}
+        selected = {n for n, s in streams.items() if s.selected}
+        states: dict[str, dict[str, Any]] = {}
+        partition_states: dict[tuple[str, str], dict[str, Any]] = {}
+        wanted = []
+        for name in selected:
+            stream = streams[name]
+            parts = partitions_of(stream.endpoint, settings)
+            for part in [*parts] if parts else [None]:
+                state = stream.get_context_state(part)
+                if part:
+                    partition_states[(name, repr(part))] = state
+                else:
+                    states[name] = state
+                if is_ledgered(stream.endpoint, settings) and parts != []:
+                    wanted.append((stream.endpoint, part, state))
+        run = SyncRun(settings, self.logger)
+        ledger_ok = run.open_ledgers(wanted) if wanted else {}
+        run.start(make_plan(ROWS, selected, states, settings, ledger_ok, partition_states))
+        install_sigterm(run)
+        return run
 
     def discover_streams(self) -> list[EndpointStream]:
         return [EndpointStream(self, row) for row in ROWS]
@@ -79,13 +102,17 @@ class TapAshby(Tap):
             cls._summarize()
             sys.exit(1)
         cls._summarize()
+        tap = cls.last
+        if tap and "sync_run" in tap.__dict__ and tap.sync_run.scheduler.reason == "SIGTERM":
+            sys.exit(143)  # stopped from outside: not a success, but resumable
 
     @classmethod
     def _summarize(cls) -> None:
         tap = cls.last
-        if tap is None or "run" not in tap.__dict__:
+        if tap is None or "sync_run" not in tap.__dict__:
             return
-        tap.run.close()
+        run = tap.sync_run
+        run.close()
         total = 0
         for stream in tap.streams.values():
             if not isinstance(stream, EndpointStream) or not stream.selected:
@@ -105,20 +132,67 @@ class TapAshby(Tap):
                 status += ", new fields not in the schema: " + ", ".join(
                     sorted(stats["new_fields"])
                 )
+            requests_made = run.client.requests[stream.name]
             cls.logger.info(
-                "summary %-34s %8d records %7d requests %8.1f rec/s  %s",
+                "summary %-34s %8d records %7d requests %7.1fs %8.1f rec/s  %s",
                 stream.name,
                 stats["records"],
-                tap.run.client.requests[stream.name],
+                requests_made,
+                seconds,
                 rate,
                 status,
+                extra={
+                    "summary": {
+                        "stream": stream.name,
+                        "records": stats["records"],
+                        "requests": requests_made,
+                        "seconds": round(seconds, 3),
+                        "pass": status,
+                    }
+                },
             )
         cls.logger.info(
             "summary total %d records, %d requests in %.1fs",
             total,
-            sum(tap.run.client.requests.values()),
+            sum(run.client.requests.values()),
             time.monotonic() - tap.started,
         )
+        if run.scheduler.reason in ("deadline", "SIGTERM"):
+            cls.logger.info("summary %s", stop_report(run, tap.streams))
+
+
+def stop_report(run: SyncRun, streams: dict[str, Stream]) -> str:
+    """What a stopped run left: parents and requests, and the time that takes at the budget."""
+    left = sum(run.left.values())
+    unstarted = [
+        s.name
+        for s in streams.values()
+        if isinstance(s, EndpointStream) and s.selected and s.stats["passes"].startswith("not ")
+    ]
+    why = (
+        f"stopped at the deadline (max_run_seconds={run.settings.max_run_seconds})"
+        if run.scheduler.reason == "deadline"
+        else "stopped by SIGTERM"
+    )
+    text = f"{why}: {left} parents left in cut passes (about {left} requests)"
+    if unstarted:
+        text += f", {len(unstarted)} streams not started ({', '.join(unstarted[:5])}"
+        text += ", ...)" if len(unstarted) > 5 else ")"
+    per_minute = run.settings.requests_per_minute
+    if per_minute and left:
+        text += f"; ETA at the budget about {left * 60 / per_minute / 60:.1f} min of requests"
+    return text + "; the next run resumes from this STATE"
+
+
+def install_sigterm(run: SyncRun) -> None:
+    """SIGTERM stops the run like a deadline: no new request, in-flight ones are written,
+    a final STATE that resumes; the process then exits 143."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals can only be handled on the main thread (tests running in threads)
+    signal.signal(signal.SIGTERM, lambda *_: run.scheduler.halt("SIGTERM"))
 
 
 def state_file_problem(argv: list[str]) -> str | None:

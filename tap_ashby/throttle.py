@@ -1,6 +1,8 @@
-"""A request budget shared by every request of a run: rate, requests in flight, and pauses.
+"""A request budget shared by every request of a run: rate, requests in flight, pauses, stop.
 
 A 429 with Retry-After pauses the whole tap (every worker), not just the request that got it.
+Once the run is stopped (deadline, SIGTERM, a failure), no request starts any more: a waiting
+request raises ``Stopped`` instead of going out.
 """
 
 from __future__ import annotations
@@ -9,6 +11,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+
+class Stopped(Exception):
+    """The run stops: this request was not made."""
 
 
 class RequestBudget:
@@ -20,6 +26,18 @@ class RequestBudget:
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._slots = threading.BoundedSemaphore(max(1, max_in_flight))
+        self.stop = threading.Event()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, or raise ``Stopped`` within 0.2 s of the run stopping."""
+        until = time.monotonic() + seconds
+        while True:
+            if self.stop.is_set():
+                raise Stopped
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.2))
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` from now (Retry-After)."""
@@ -41,8 +59,10 @@ class RequestBudget:
                 delay = self._reserve()
                 if delay <= 0:
                     break
-                time.sleep(delay)
+                self.wait(delay)
                 with self._lock:  # a pause may have arrived while we slept
                     if time.monotonic() >= self._paused_until:
                         break
+            if self.stop.is_set():
+                raise Stopped
             yield

@@ -40,13 +40,15 @@ def emulator() -> Any:
 
 
 def tap_config(emu: Emulator, **overrides: Any) -> dict[str, Any]:
-    """Tap config pointing at ``emu``: no request budget, fast retries."""
+    """Tap config pointing at ``emu``: no request budget, fast retries, and no rolling
+    child refresh (tests count calls exactly; the refresh has tests of its own)."""
     config = {
         "api_key": emu.key,
         "base_url": emu.url,
         "requests_per_minute": 0,
         "retry_base_delay_ms": 10,
         "max_concurrency": 4,
+        "child_refresh_every_n_runs": 0,
     }
     config.update(overrides)
     return config

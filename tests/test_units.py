@@ -11,12 +11,10 @@ import logging
 import math
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from email.utils import formatdate
-from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -65,7 +63,7 @@ from tap_ashby.ledger import (
     read_ledger,
     write_ledger,
 )
-from tap_ashby.passes import MAX_PASS_RESTARTS, PassOutcome, Prefetcher, Rows, read_pass
+from tap_ashby.passes import MAX_PASS_RESTARTS, PassOutcome, read_pass
 from tap_ashby.settings import CONFIG_SCHEMA, check_config
 from tap_ashby.tap import TapAshby
 from tap_ashby.throttle import RequestBudget
@@ -392,9 +390,9 @@ class FakeSession:
 
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """``time.sleep`` in client.py, recorded instead of slept."""
+    """The client's backoff waits (``RequestBudget.wait``), recorded instead of slept."""
     slept: list[float] = []
-    monkeypatch.setattr(client_mod, "time", SimpleNamespace(time=time.time, sleep=slept.append))
+    monkeypatch.setattr(RequestBudget, "wait", lambda self, seconds: slept.append(seconds))
     return slept
 
 
@@ -791,138 +789,6 @@ class TestReadPass:
         assert len(post.bodies) == 2 * attempts
         assert post.script == []
         assert outcome.token is None
-
-
-# =========================================================================================
-# passes.py: Prefetcher
-# =========================================================================================
-WAIT = 10.0  # generous bound for "eventually happens" (never a speed assertion)
-
-
-def finite(name: str, log: list[str], n: int = 3) -> Callable[[], Iterator[Rows]]:
-    """A pass of ``n`` one-row pages that logs when it starts."""
-
-    def produce() -> Iterator[Rows]:
-        log.append(name)
-        for i in range(n):
-            yield [{"job": name, "page": i}]
-
-    return produce
-
-
-def endless(started: threading.Event, produced: list[int]) -> Callable[[], Iterator[Rows]]:
-    """A pass that never ends (it blocks on its full buffer)."""
-
-    def produce() -> Iterator[Rows]:
-        started.set()
-        i = 0
-        while True:
-            produced.append(i)
-            yield [{"page": i}]
-            i += 1
-
-    return produce
-
-
-def within(func: Callable[[], Any]) -> Any:
-    """``func()`` on a helper thread: its result or exception, or a failure after ``WAIT``
-    seconds (a consumer that would block forever fails instead of hanging the suite)."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = func()
-        except BaseException as err:
-            box["error"] = err
-
-    helper = threading.Thread(target=target, daemon=True)
-    helper.start()
-    helper.join(WAIT)
-    if helper.is_alive():
-        pytest.fail(f"still blocked after {WAIT} s")
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
-
-
-def joined(prefetcher: Prefetcher) -> bool:
-    """Whether every worker thread exited (waits at most ``WAIT`` each)."""
-    for thread in prefetcher._threads:
-        thread.join(WAIT)
-    return not any(t.is_alive() for t in prefetcher._threads)
-
-
-class TestPrefetcher:
-    """``Prefetcher``: run-ahead in submission order, errors, cancellation, daemon threads."""
-
-    def test_runs_ahead_in_submission_order(self) -> None:
-        log: list[str] = []
-        ran = threading.Event()
-        prefetcher = Prefetcher(workers=1, depth=8)
-        try:
-            for name in ("a", "b", "c"):
-                prefetcher.submit(name, finite(name, log))
-            prefetcher.submit("done", lambda: iter([[ran.set()]]))
-            assert ran.wait(WAIT)  # everything ran before anything was taken
-            assert log == ["a", "b", "c"]
-            for name in ("c", "a", "b"):  # taken in any order, pages stay in order
-                pages = prefetcher.take(name)
-                assert pages is not None
-                assert [p[0]["page"] for p in within(partial(list, pages))] == [0, 1, 2]
-                assert prefetcher.take(name) is None  # once
-            assert prefetcher.take("never-submitted") is None
-        finally:
-            prefetcher.close()
-        assert joined(prefetcher)
-
-    def test_error_is_raised_in_consumer(self) -> None:
-        def broken() -> Iterator[Rows]:
-            yield [{"id": 1}]
-            raise ValueError("page 2 exploded")
-
-        prefetcher = Prefetcher(workers=1, depth=2)
-        try:
-            prefetcher.submit("x", broken)
-            pages = prefetcher.take("x")
-            assert pages is not None
-            assert within(lambda: next(pages)) == [{"id": 1}]
-            with pytest.raises(ValueError, match="page 2 exploded"):
-                within(lambda: next(pages))
-        finally:
-            prefetcher.close()
-
-    def test_close_cancels_unconsumed_jobs(self) -> None:
-        started = threading.Event()
-        produced: list[int] = []
-        later: list[str] = []
-        prefetcher = Prefetcher(workers=1, depth=1)
-        assert all(t.daemon for t in prefetcher._threads)
-        prefetcher.submit("endless", endless(started, produced))
-        prefetcher.submit("queued", finite("queued", later))
-        assert started.wait(WAIT)
-        prefetcher.close()
-        assert joined(prefetcher)  # the blocked worker noticed the cancellation
-        assert later == []  # a job not started before close() never starts
-        assert len(produced) <= 3  # bounded by the buffer, not run to exhaustion
-
-    def test_consumer_leaving_early_frees_the_worker(self) -> None:
-        started = threading.Event()
-        log: list[str] = []
-        prefetcher = Prefetcher(workers=1, depth=1)
-        try:
-            prefetcher.submit("endless", endless(started, []))
-            prefetcher.submit("next", finite("next", log, n=1))
-            pages = prefetcher.take("endless")
-            assert pages is not None
-            assert within(lambda: next(pages)) == [{"page": 0}]
-            pages.close()  # the consumer stops reading: the job is cancelled
-            following = prefetcher.take("next")
-            assert following is not None
-            assert within(lambda: list(following)) == [[{"job": "next", "page": 0}]]
-            assert log == ["next"]
-        finally:
-            prefetcher.close()
-        assert joined(prefetcher)
 
 
 # =========================================================================================
