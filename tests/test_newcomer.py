@@ -445,3 +445,33 @@ def test_every_troubleshooting_row_names_a_message_the_tap_writes() -> None:
             literal = literal.replace("host:port", "").replace("/candidate.list", "").strip()
             words = [w for w in literal.split() if w.isalpha() and len(w) > 3][:3]
             assert words and all(w in source for w in words), message
+
+
+# -- the demo says what it reads and what it changes ---------------------------------------------
+def load_demo() -> Any:
+    import importlib.util  # noqa: PLC0415 (scripts/ is not a package)
+
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "scripts" / "demo.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_exported_key_alone_does_not_switch_the_demo(capsys: pytest.CaptureFixture) -> None:
+    demo = load_demo()
+    assert demo.choose_account({"TAP_ASHBY_API_KEY": FAKE_SECRET}) is False
+    said = capsys.readouterr().out
+    assert "emulator" in said and "requests_per_minute=0" in said and "ASHBY=real" in said
+    assert FAKE_SECRET not in said
+
+
+def test_the_real_account_needs_an_explicit_opt_in(capsys: pytest.CaptureFixture) -> None:
+    demo = load_demo()
+    assert demo.choose_account({"ASHBY": "real", "TAP_ASHBY_API_KEY": FAKE_SECRET}) is True
+    said = capsys.readouterr().out
+    assert "YOUR Ashby account" in said and "api.ashbyhq.com" in said
+    with pytest.raises(SystemExit, match="TAP_ASHBY_API_KEY"):
+        demo.choose_account({"ASHBY": "real"})
+    with pytest.raises(SystemExit, match="ASHBY"):
+        demo.choose_account({"ASHBY": "prod"})
