@@ -4,11 +4,14 @@ typos warn by name, ``--test`` tells the truth, and connection failures are fast
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import logging
 import socket
 import subprocess
 import sys
+import tarfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -449,8 +452,6 @@ def test_every_troubleshooting_row_names_a_message_the_tap_writes() -> None:
 
 # -- the demo says what it reads and what it changes ---------------------------------------------
 def load_demo() -> Any:
-    import importlib.util  # noqa: PLC0415 (scripts/ is not a package)
-
     spec = importlib.util.spec_from_file_location("demo", ROOT / "scripts" / "demo.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -475,3 +476,101 @@ def test_the_real_account_needs_an_explicit_opt_in(capsys: pytest.CaptureFixture
         demo.choose_account({"ASHBY": "real"})
     with pytest.raises(SystemExit, match="ASHBY"):
         demo.choose_account({"ASHBY": "prod"})
+
+
+# -- packaging: the Hub definition matches --about; the release build works offline -------------
+def about() -> dict[str, Any]:
+    out = subprocess.run(
+        [TAP_BIN, "--about", "--format", "json"], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)
+
+
+def test_the_hub_definition_matches_about() -> None:
+    import yaml  # noqa: PLC0415
+
+    plugin = yaml.safe_load((ROOT / "plugin.yml").read_text())
+    info = about()
+    assert plugin["name"] == info["name"] == "tap-ashby"
+    assert set(plugin["capabilities"]) == set(info["capabilities"])
+    hub_required = {
+        "about",
+        "stream-maps",
+        "schema-flattening",
+        "state",
+        "catalog",
+        "discover",
+        "structured-logging",
+    }
+    assert hub_required <= set(plugin["capabilities"])
+    assert plugin["supported_python_versions"] == info["supported_python_versions"]
+    assert plugin["settings_group_validation"] == [info["settings"]["required"]]
+    assert "meltano_sdk" in plugin["keywords"]
+    props = info["settings"]["properties"]
+    assert [s["name"] for s in plugin["settings"]] == list(props)
+    for setting in plugin["settings"]:
+        spec = props[setting["name"]]
+        assert {"kind", "label", "description", "sensitive"} <= set(setting), setting["name"]
+        assert setting["sensitive"] == bool(spec.get("secret")), setting["name"]
+        assert setting["description"] == " ".join(str(spec.get("description", "")).split())
+    assert [s["name"] for s in plugin["settings"] if s["sensitive"]] == ["api_key"]
+
+
+def test_the_hub_definition_is_generated() -> None:
+    spec = importlib.util.spec_from_file_location("gen", ROOT / "scripts" / "generate_docs.py")
+    assert spec and spec.loader
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.render_plugin() == (ROOT / "plugin.yml").read_text(), "run `make docs`"
+
+
+def test_the_release_workflow_builds_inspects_and_publishes_on_a_tag() -> None:
+    import yaml  # noqa: PLC0415
+
+    flow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    triggers = flow[True] if True in flow else flow["on"]  # YAML 1.1 reads `on` as true
+    assert triggers["push"]["tags"] == ["v*"]
+    build_steps = " ".join(str(s.get("run", "")) for s in flow["jobs"]["build"]["steps"])
+    assert "python -m build" in build_steps and "twine check" in build_steps
+    publish = flow["jobs"]["publish"]
+    assert publish["permissions"] == {"id-token": "write"}
+    assert publish["needs"] == "build" and "refs/tags/v" in publish["if"]
+    uses = [s.get("uses", "") for s in publish["steps"]]
+    assert any(u.startswith("pypa/gh-action-pypi-publish@") for u in uses)
+    assert not [s for s in publish["steps"] if "password" in s.get("with", {})]  # no token
+
+
+def test_sdist_and_wheel_build_offline_with_their_contents(tmp_path: Path) -> None:
+    """The workflow's build step, offline: hatchling without build isolation."""
+    code = (
+        "import sys; from hatchling.build import build_sdist, build_wheel; "
+        "print(build_sdist(sys.argv[1])); print(build_wheel(sys.argv[1]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sdist_name, wheel_name = proc.stdout.split()
+    with tarfile.open(tmp_path / sdist_name) as sdist:
+        members = sdist.getnames()
+    top = members[0].split("/")[0]
+    for needed in ("README.md", "CHANGELOG.md", "LICENSE", "tap_ashby/tap.py", "schemas"):
+        assert any(m == f"{top}/{needed}" or m.startswith(f"{top}/{needed}/") for m in members)
+    assert not [m for m in members if m.split("/")[1] in ("tests", "emulator", "bench")]
+    wheel = zipfile.ZipFile(tmp_path / wheel_name)
+    names = wheel.namelist()
+    assert "tap_ashby/schemas/candidates.json" in names and "tap_ashby/validate.py" in names
+    meta_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    metadata = wheel.read(meta_name).decode()
+    for field in ("Name: tap-ashby", "Requires-Python: >=3.10", "License-Expression: Apache-2.0"):
+        assert field in metadata, field
+    assert "Description-Content-Type: text/markdown" in metadata  # what twine check reads
+    assert "## Using it" in metadata  # the README is the long description
+    entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    scripts = wheel.read(entry).decode()
+    assert "tap-ashby = tap_ashby.tap:main" in scripts
+    assert "tap-ashby-emulator" not in scripts  # the emulator's own package provides it
