@@ -1,8 +1,9 @@
 """``make demo``: emulator -> meltano run (full) -> changes -> meltano run (incremental).
 
-Prints per-stream row counts, how many rows each run moved, and a few changed rows. With
-``TAP_ASHBY_API_KEY`` set and no ``TAP_ASHBY_BASE_URL``, it runs the same two commands against
-real Ashby instead (no emulator, no changes made).
+Prints per-stream row counts, how many rows each run moved, and a few changed rows. It reads
+the emulator unless asked for the real account explicitly (``make demo ASHBY=real``, with
+``TAP_ASHBY_API_KEY`` set): then it runs the same two commands against Ashby (no emulator, no
+changes made). An exported ``TAP_ASHBY_API_KEY`` alone never switches it.
 """
 
 from __future__ import annotations
@@ -96,8 +97,30 @@ def change_org(emu: Emulator, seed: int = 42) -> list[str]:
     return touched
 
 
+def choose_account(environ: dict[str, str]) -> bool:
+    """True for the real Ashby account: only on ``ASHBY=real``, never on a key alone. Prints
+    which account the demo reads and what it changes about the tap's defaults."""
+    wanted = environ.get("ASHBY", "emulator").strip().lower()
+    if wanted not in ("emulator", "real"):
+        raise SystemExit(f"ASHBY={wanted!r}: use ASHBY=real (your account) or leave it unset")
+    real = wanted == "real"
+    if real and not environ.get("TAP_ASHBY_API_KEY"):
+        raise SystemExit("ASHBY=real needs TAP_ASHBY_API_KEY: export your Ashby API key first")
+    if real:
+        url = environ.get("TAP_ASHBY_BASE_URL") or "https://api.ashbyhq.com"
+        print(f"demo: reading YOUR Ashby account at {url} (ASHBY=real); nothing is changed in it;")
+        print("      the request budget stays at the default (900 requests/minute).")
+    else:
+        if environ.get("TAP_ASHBY_API_KEY"):
+            print("demo: TAP_ASHBY_API_KEY is set but ignored; `make demo ASHBY=real` reads it")
+        print("demo: reading a local Ashby emulator (a made-up org), not your account.")
+        print("      It lifts the request budget (requests_per_minute=0): the emulator has no rate")
+        print("      limit, and at the default 900/minute 1,000 candidates take about 146 s.")
+    return real
+
+
 def main() -> None:
-    real = bool(os.environ.get("TAP_ASHBY_API_KEY")) and not os.environ.get("TAP_ASHBY_BASE_URL")
+    real = choose_account(dict(os.environ))
     WAREHOUSE.parent.mkdir(exist_ok=True)
     WAREHOUSE.unlink(missing_ok=True)
     env = {

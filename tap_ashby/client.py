@@ -23,10 +23,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlparse
 
 import msgspec
 import requests
 from singer_sdk.exceptions import RetriableAPIError
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from . import __version__
 from .errors import PartnerRateLimited, classify
@@ -34,7 +36,10 @@ from .throttle import RequestBudget
 
 _DECODE = msgspec.json.Decoder()
 _ENCODE = msgspec.json.Encoder()
-MAX_BACKOFF_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 60.0  # the longest self-chosen wait, jitter included
+# A host that refuses the connection (or does not resolve) is retried only this often: it is
+# a wrong base_url far more often than a blip, and 8 retries at up to 60 s took 223 s.
+CONNECT_RETRIES = 2
 MAX_RETRY_AFTER_SECONDS = 3600.0  # a larger Retry-After is taken as an hour
 DELTA_SECONDS = re.compile(r"\d+(\.\d+)?")
 PARTNER_BACKOFF_FACTOR = 4  # a partner-wide 429 is shared by every customer: wait longer
@@ -81,11 +86,79 @@ def retry_after_seconds(response: requests.Response | None) -> float | None:
 
 
 def backoff_seconds(attempt: int, base: float, told: float | None, partner: bool) -> float:
-    """Wait before retry ``attempt`` (1-based): Retry-After if given, else capped doubling."""
-    wait = told if told is not None else min(MAX_BACKOFF_SECONDS, base * 2 ** (attempt - 1))
+    """Wait before retry ``attempt`` (1-based): Retry-After if given, else doubling with
+    jitter, capped (jitter included) at ``MAX_BACKOFF_SECONDS``."""
+    jitter = random.uniform(1.0, 1.25)  # applied upwards: never shorter than Retry-After
+    if told is not None:
+        wait = told * jitter
+    else:
+        wait = min(MAX_BACKOFF_SECONDS, base * 2 ** (attempt - 1) * jitter)
     if partner:
-        wait = max(wait, base) * PARTNER_BACKOFF_FACTOR
-    return wait * random.uniform(1.0, 1.25)  # never shorter than Retry-After
+        wait = max(wait, base * jitter) * PARTNER_BACKOFF_FACTOR
+    return wait
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, its causes and contexts, and urllib3's ``reason`` (requests wraps thrice)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        reason = getattr(item, "reason", None)
+        todo += [
+            item.__cause__,
+            item.__context__,
+            *[a for a in item.args if isinstance(a, BaseException)],
+        ]
+        todo.append(reason if isinstance(reason, BaseException) else None)
+
+
+def cannot_connect(exc: BaseException) -> bool:
+    """No TCP connection could be made: refused, unresolvable host, no route."""
+    return isinstance(exc, requests.ConnectionError) and any(
+        isinstance(e, NewConnectionError) for e in _chain(exc)
+    )
+
+
+def transport_reason(exc: BaseException) -> str:
+    """Why a request failed below HTTP, in words."""
+    chain = list(_chain(exc))
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused"
+    if any(isinstance(e, NameResolutionError) for e in chain):
+        return "host name not found"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, requests.Timeout):
+        return "no answer in time"
+    if any(isinstance(e, NewConnectionError) for e in chain):
+        return "cannot connect"
+    return type(exc).__name__
+
+
+def host_port(url: str) -> str:
+    """``host:port`` of a URL, the scheme's default port filled in."""
+    parsed = urlparse(url)
+    port = parsed.port or {"https": 443, "http": 80}.get(parsed.scheme, 0)
+    return f"{parsed.hostname or url}:{port}"
+
+
+def unreachable(exc: BaseException, base_url: str, config: Mapping[str, Any]) -> str:
+    """One line for a request that never got an HTTP answer: host:port, endpoint, why."""
+    request = getattr(exc, "request", None)
+    url = getattr(request, "url", None) or base_url
+    endpoint = urlparse(url).path.rsplit("/", 1)[-1]
+    retries = config.get("max_retries", "")
+    if cannot_connect(exc):
+        retries = min(int(retries or 0), CONNECT_RETRIES)
+    return (
+        f"cannot reach Ashby at {host_port(base_url)} ({transport_reason(exc)}) calling "
+        f"/{endpoint} after {retries} retries; check base_url and the network"
+    )
 
 
 class AshbyClient:
@@ -151,7 +224,10 @@ class AshbyClient:
                 return self._post_once(call, body, owner)
             except (RetriableAPIError, *TRANSPORT_ERRORS) as err:
                 attempt += 1
-                if attempt > self.max_retries:
+                connect = cannot_connect(err)
+                if attempt > (
+                    min(self.max_retries, CONNECT_RETRIES) if connect else self.max_retries
+                ):
                     raise
                 response = getattr(err, "response", None)
                 told = retry_after_seconds(response)
@@ -166,7 +242,9 @@ class AshbyClient:
                 wait = backoff_seconds(attempt, self.base_delay, told, partner)
                 if told is not None or partner:
                     self.budget.pause(wait)  # every worker waits, not just this one
-                self.logger.warning("retry %d in %.2fs: %s", attempt, wait, _describe(err))
+                # A refused connection ends in one error line soon; its retries are INFO.
+                level = logging.INFO if connect else logging.WARNING
+                self.logger.log(level, "retry %d in %.2fs: %s", attempt, wait, _describe(err))
                 self.budget.wait(wait)  # a stopping run does not wait out a backoff
 
     def _post_once(self, call: Call, body: Mapping[str, Any], owner: str) -> dict[str, Any]:
@@ -238,5 +316,5 @@ class AshbyClient:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, requests.RequestException) and not isinstance(exc, RetriableAPIError):
-        return f"{type(exc).__name__} talking to Ashby"
+        return f"{type(exc).__name__} talking to Ashby ({transport_reason(exc)})"
     return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import sys
 import time
 from functools import cached_property
@@ -12,9 +11,17 @@ from typing import Any
 import requests
 from singer_sdk import Stream, Tap
 from singer_sdk.contrib.msgspec import MsgSpecWriter
-from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    FatalAPIError,
+    MapExpressionError,
+    RetriableAPIError,
+)
 
+from . import validate
+from .client import unreachable
 from .endpoints import ROWS
+from .errors import PermissionMissing
 from .plan import is_ledgered, make_plan, partitions_of
 from .settings import CONFIG_SCHEMA, Settings, check_config
 from .streams import EndpointStream
@@ -30,14 +37,46 @@ class TapAshby(Tap):
     config_jsonschema = copy.deepcopy(CONFIG_SCHEMA)  # the SDK appends its own settings
     message_writer_class = MsgSpecWriter
     last: TapAshby | None = None  # the instance invoke() ran, for its summary
+    connection_test = False  # set by main() for --test: a missing permission fails it
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        TapAshby.last = self  # failure_line reads its config, even of a failed __init__
+        if self.connection_test and isinstance(kwargs.get("config"), dict):
+            # --test forces every stream on; one the key may not read is what it must find.
+            kwargs["config"] = {**kwargs["config"], "on_missing_permission": "fail"}
+        try:
+            super().__init__(*args, **kwargs)
+        except ConfigValidationError:
+            # The SDK's messages repeat the offending value (an API key given as a number
+            # or a list included); say the same from our own validator, values of secrets
+            # left out. ``config`` is already set when the SDK validates.
+            raise ConfigValidationError(
+                "invalid config", errors=self._schema_problems() or ["invalid config"]
+            ) from None
         problems = check_config(dict(self.config))
+        extra = validate.extras_problem(self.config)
+        problems += [extra] if extra else []
         if problems:
             raise ConfigValidationError("invalid config: " + "; ".join(problems), errors=problems)
+        self._warn_typos()
+        for row in ROWS:  # the per-stream loggers of the streams to come
+            self.logger.getChild(row.stream).addFilter(SYNC_ERRORS)
         self.started = time.monotonic()
-        TapAshby.last = self
+
+    def _schema_problems(self) -> list[str]:
+        return validate.schema_problems(self.config, self.config_jsonschema)
+
+    def _warn_typos(self) -> None:
+        """Unknown settings and stream names: one warning each, and the run goes on."""
+        streams = [row.stream for row in ROWS]
+        warnings = validate.unknown_settings(self.config, self.config_jsonschema)
+        warnings += validate.unknown_map_streams(self.config.get("stream_maps"), streams)
+        catalog = self.input_catalog
+        if catalog is not None:
+            names = [entry.tap_stream_id for entry in catalog.streams]
+            warnings += validate.unknown_catalog_streams(names, streams)
+        for warning in warnings:
+            self.logger.warning("%s", warning)
 
     @cached_property
     def sync_run(self) -> SyncRun:
@@ -87,18 +126,14 @@ class TapAshby(Tap):
         the public place around it.)"""
         try:
             super().invoke(*args, **kwargs)
-        except (FatalAPIError, RetriableAPIError) as err:
-            cls.logger.error("tap-ashby failed: %s", str(err).splitlines()[0])
-            cls._summarize()
-            sys.exit(1)
-        except requests.RequestException as err:
-            tap = cls.last
-            cls.logger.error(
-                "tap-ashby failed: cannot reach Ashby at %s (%s after %s retries)",
-                tap.config["base_url"] if tap else "base_url",
-                type(err).__name__,
-                tap.config["max_retries"] if tap else "",
-            )
+        except ConfigValidationError as err:
+            cls.logger.error("tap-ashby: %s", config_line(err))
+            sys.exit(2)
+        except Exception as err:
+            line = failure_line(err, cls.last)
+            if line is None:
+                raise
+            cls.logger.error("tap-ashby failed: %s", line)
             cls._summarize()
             sys.exit(1)
         cls._summarize()
@@ -195,32 +230,70 @@ def install_sigterm(run: SyncRun) -> None:
     signal.signal(signal.SIGTERM, lambda *_: run.scheduler.halt("SIGTERM"))
 
 
-def state_file_problem(argv: list[str]) -> str | None:
-    """Why the ``--state`` file cannot be used, or None (checked before the SDK reads it)."""
-    if "--state" not in argv or argv.index("--state") + 1 >= len(argv):
-        return None
-    path = argv[argv.index("--state") + 1]
+SYNC_ERRORS = validate.SyncErrorFilter(lambda err: _failure(err, None) is not None)
+
+
+def config_line(err: ConfigValidationError) -> str:
+    """Every config problem on one line (each already names its setting)."""
+    problems = [" ".join(str(p).split()) for p in err.errors] or [str(err)]
+    return "invalid config: " + "; ".join(problems)
+
+
+def failure_line(err: BaseException, tap: TapAshby | None) -> str | None:
+    """A known failure as one line, naming the stream that failed (None: not ours to
+    summarize, let it raise)."""
+    line = _failure(err, tap)
+    if line is not None and SYNC_ERRORS.stream:
+        line = f"stream {SYNC_ERRORS.stream}: {line}"
+    return line
+
+
+def _fields(tap: TapAshby | None, stream: str) -> list[str]:
+    """The fields of ``stream``, for a "did you mean" (none when the tap failed to start)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            state = json.load(handle)
-    except OSError as err:
-        return f"cannot read the state file {path}: {err.strerror}"
-    except UnicodeDecodeError:
-        return f"the state file {path} is not UTF-8 text; point --state at a Singer state file"
-    except json.JSONDecodeError as err:
-        return f"the state file {path} is not valid JSON ({err.msg} at line {err.lineno})"
-    if not isinstance(state, dict) or not isinstance(state.get("bookmarks", {}), dict):
-        return f"the state file {path} is not a Singer state (expected an object with 'bookmarks')"
+        return list(tap.streams[stream].schema.get("properties", {})) if tap else []
+    except (KeyError, AttributeError):
+        return []
+
+
+def _failure(err: BaseException, tap: TapAshby | None) -> str | None:
+    if isinstance(err, MapExpressionError):
+        config = tap.config if tap else {}
+        return validate.map_error_line(err, config, lambda stream: _fields(tap, stream))
+    if isinstance(err, PermissionMissing) and TapAshby.connection_test:
+        return (
+            f"{str(err).splitlines()[0]}; --test reads every stream: grant the permission, "
+            "or deselect the stream and run without --test"
+        )
+    if isinstance(err, (FatalAPIError, RetriableAPIError)):
+        return str(err).splitlines()[0]
+    if isinstance(err, requests.RequestException):
+        config = tap.config if tap else {}
+        return unreachable(err, str(config.get("base_url", "base_url")), config)
     return None
 
 
 def main() -> None:
-    """Console entry point: a broken state file is one line and exit 2, not a traceback."""
-    problem = state_file_problem(sys.argv[1:])
+    """Console entry point: unusable files, config and known failures of the SDK's own
+    commands (--test and --discover run outside ``invoke``) end in one line, never a
+    traceback."""
+    argv = sys.argv[1:]
+    problem = validate.command_line_problem(argv)
     if problem:
         print(f"tap-ashby: {problem}", file=sys.stderr)
         sys.exit(2)
-    TapAshby.cli()
+    TapAshby.connection_test = any(a == "--test" or a.startswith("--test=") for a in argv)
+    try:
+        TapAshby.cli()
+    except ConfigValidationError as err:
+        TapAshby.logger.error("tap-ashby: %s", config_line(err))
+        sys.exit(2)
+    except Exception as err:
+        line = failure_line(err, TapAshby.last)
+        if line is None:
+            raise
+        TapAshby.logger.error("tap-ashby failed: %s", line)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
