@@ -3,7 +3,8 @@
     .venv/bin/python bench/run.py            # full run (10k, 100k, 1M candidates; ~35 min)
     .venv/bin/python bench/run.py --quick    # small scales, a smoke test (~3 min)
 
-Writes bench/results/report.md and report.json (and tap.prof), and prints the Markdown.
+Writes bench/results/report.md and report.json, and prints the Markdown (a cProfile dump,
+tap.prof, is written beside them for inspection but never committed: see .gitignore).
 See bench/README.md for what each number means.
 """
 
