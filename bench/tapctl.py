@@ -18,9 +18,9 @@ STREAMS = {
     "candidates": ("candidate.list", {}),
     "applications": ("application.list", {"expand": ["openings"]}),
 }
-# "summary <stream> <n> records [<n> requests] <x> rec/s <status>" (the requests column is newer)
+# "summary <stream> <n> records [<n> requests] [<x>s] <x> rec/s <status>" (newer columns optional)
 SUMMARY = re.compile(
-    r"summary (\S+)\s+(\d+) records\s+(?:(\d+) requests\s+)?([\d.]+) rec/s"
+    r"summary (\S+)\s+(\d+) records\s+(?:(\d+) requests\s+)?(?:[\d.]+s\s+)?([\d.]+) rec/s"
     r"\s+(.*)$",
     re.M,
 )
