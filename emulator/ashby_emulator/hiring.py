@@ -74,6 +74,8 @@ CUSTOM_FIELDS: list[tuple[str, str, str]] = [
     ("Team", "Opening", "String"),
 ]
 SELECT_VALUES = ("Citizen", "Visa required", "Visa held")
+# Tables whose base rows ``Cohere.current`` remembers (copied into many rows, few of them).
+CACHED = {"jobs", "sources", "archive_reasons", "interview_stages"}
 CUSTOM_FIELD_OBJECT = {"applications": "Application", "candidates": "Candidate", "jobs": "Job"}
 
 
@@ -187,6 +189,7 @@ class Cohere:
         self.org = org
         self.seed = org.seed
         self._stories: dict[int, Story] = {}
+        self._cache: dict[str, dict[int, dict[str, Any] | None]] = {}
         self.fixers = {
             "applications": self.application,
             "application_history": self.history,
@@ -243,7 +246,18 @@ class Cohere:
         return k < len(self.story(app).entries)
 
     def current(self, name: str, index: int) -> dict[str, Any]:
-        rec = self.t(name).get(index)
+        """The current record (read only). Unchanged rows of the tables whose rows are copied
+        into many others (jobs, stages, ...) are remembered: a base row never changes."""
+        table = self.t(name)
+        if name not in CACHED or index in table.overrides or index in table.deleted:
+            rec = table.get(index)
+        else:
+            cache = self._cache.setdefault(name, {})
+            rec = cache.get(index)
+            if rec is None:
+                if len(cache) > 250_000:  # bounded: base rows are cheap to rebuild
+                    cache.clear()
+                rec = cache[index] = table.get(index)
         assert rec is not None, (name, index)
         return rec
 
@@ -289,12 +303,7 @@ class Cohere:
         rec["job"] = {
             k: job.get(k) for k in ("id", "title", "locationId", "departmentId", "brandId")
         }
-        cand = self.t("candidates")
-        crec = self.current("candidates", self.t("applications").parent_index(index))
-        rec["candidate"] = {
-            "id": cand.id_of(self.t("applications").parent_index(index)),
-            **{k: crec.get(k) for k in ("name", "primaryEmailAddress", "primaryPhoneNumber")},
-        }
+        rec["candidate"] = self.candidate_copy(self.t("applications").parent_index(index))
         if rec.get("source") is not None:
             src = self.current(
                 "sources", self.t("applications").ref("sources", index, "source") or 0
@@ -313,13 +322,35 @@ class Cohere:
         else:
             rec["archiveReason"], rec["archivedAt"] = None, None
         if "applicationHistory" in rec:
-            hist = self.t("application_history")
-            rec["applicationHistory"] = [
-                {k: v for k, v in self.current("application_history", j).items() if k in keep}
-                for j in hist.children_of(index)
-                for keep in [hist.fields.keys() - hist.hidden]
-            ]
+            # Only application.info returns it (api.py fills it in with ``embedded_history``):
+            # building it for every listed row would cost most of the row's time.
+            rec["applicationHistory"] = []
         self.custom_values(index, rec, "applications")
+
+    def candidate_copy(self, cand: int) -> dict[str, Any]:
+        """``application.candidate``: id, name, primary email and phone of the candidate.
+
+        An unchanged candidate's name is its label and its email and phone come from its
+        prototype unchanged (``Table.build``): read them there, not from a whole built row.
+        """
+        table = self.t("candidates")
+        rec = table.overrides.get(cand)
+        if rec is None:
+            proto = table._prototypes()[cand % len(table._prototypes())]
+            rec = {**proto, "name": f"{table.spec.object} {cand}"}
+        return {
+            "id": table.id_of(cand),
+            **{k: rec.get(k) for k in ("name", "primaryEmailAddress", "primaryPhoneNumber")},
+        }
+
+    def embedded_history(self, app: int) -> list[dict[str, Any]]:
+        """``application.applicationHistory``: the application's history records."""
+        hist = self.t("application_history")
+        keep = hist.fields.keys() - hist.hidden
+        return [
+            {k: v for k, v in self.current("application_history", j).items() if k in keep}
+            for j in hist.children_of(app)
+        ]
 
     def history(self, index: int, rec: dict[str, Any]) -> None:
         app, k = divmod(index, MAX_ENTRIES)
