@@ -285,6 +285,18 @@ class Cohere:
         plans = self.t("interview_plans")
         rec["defaultInterviewPlanId"] = plans.id_of(self.plan_of(index))
         rec["interviewPlanIds"] = [rec["defaultInterviewPlanId"]]
+        # opened and closed agree with the status: a draft was never opened, an open job is
+        # not closed, a closed or archived one closed after it opened
+        status, opened = rec.get("status"), rec.get("openedAt") or rec.get("createdAt")
+        if status == "Draft":
+            rec["openedAt"] = rec["closedAt"] = None
+        elif "openedAt" in rec:
+            rec["openedAt"] = opened
+            if status == "Open":
+                rec["closedAt"] = None
+            elif opened is not None and not (rec.get("closedAt") or "") > opened:
+                closed = datetime.fromisoformat(opened.replace("Z", "+00:00"))
+                rec["closedAt"] = iso_ms(epoch_ms(closed) + 45 * DAY_MS)
         self.custom_values(index, rec, "jobs")
 
     def job_plan(self, index: int, rec: dict[str, Any]) -> None:
