@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml emulator/pyproject.toml meltano.yml
 	$(BIN)/pip install -q -e '.[dev]' -e ./emulator
 	$(BIN)/meltano install --plugin-type extractors
 	$(BIN)/meltano install --plugin-type loaders
+	$(BIN)/meltano install --plugin-type utilities
 	mkdir -p output
 	touch $(STAMP)
 
@@ -33,7 +34,7 @@ test-fast: $(STAMP)  ## unit tests, docs and SDK-contract checks: no server, und
 test-quick: $(STAMP)  ## everything but the slow end-to-end and reliability tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
-demo: $(STAMP)  ## emulator -> meltano run (full) -> changes -> meltano run (incremental)
+demo: $(STAMP)  ## emulator -> meltano run (full) -> changes -> meltano run (incremental) -> dbt marts
 	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)  ## benchmarks; report in bench/results/

@@ -1,4 +1,5 @@
-"""``make demo``: emulator -> meltano run (full) -> changes -> meltano run (incremental).
+"""``make demo``: emulator -> meltano run (full) -> changes -> meltano run (incremental) ->
+dbt marts, with the funnel of the busiest job printed and charted (output/demo_funnel.png).
 
 Prints per-stream row counts, how many rows each run moved, and a few changed rows. It reads
 the emulator unless asked for the real account explicitly (``make demo ASHBY=real``, with
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import duckdb  # a dev dependency, pinned like the target's (see pyproject.toml)
 from ashby_emulator import Emulator
+from matplotlib.figure import Figure  # a dev dependency
 
 ROOT = Path.cwd()
 MELTANO = str(Path(sys.executable).with_name("meltano"))
@@ -181,9 +183,64 @@ def main() -> None:
             for row in changed_rows(touched):
                 print("   ", row)
         print(f"\nwarehouse: {WAREHOUSE} (schema ashby); state id: {state_id}")
+        analytics(env)
     finally:
         if emu is not None:
             emu.stop()
+
+
+# -- analytics: the dbt marts, and the funnel of the busiest job ---------------------------------
+CHART = WAREHOUSE.with_name("demo_funnel.png")
+
+
+def analytics(env: dict[str, str]) -> None:
+    """Build the dbt marts in the demo warehouse, print and chart the busiest job's funnel."""
+    print("\n4) analytics: meltano run dbt-duckdb:build (staging views, marts, dbt tests)")
+    seconds = meltano("run", "dbt-duckdb:build", env={**env, "DBT_DUCKDB_PATH": str(WAREHOUSE)})
+    con = duckdb.connect(str(WAREHOUSE), read_only=True)
+    try:
+        busiest = con.execute(
+            "select job_id, job_title, application_count from ashby_analytics.ashby__job_enhanced "
+            "order by application_count desc, job_id limit 1"
+        ).fetchone()
+        if busiest is None:
+            print("no jobs in the warehouse: nothing to chart")
+            return
+        funnel = con.execute(
+            "select stage_title, applications_entered, median_days_in_stage "
+            "from ashby_analytics.ashby__hiring_funnel where job_id = ? order by stage_order",
+            [busiest[0]],
+        ).fetchall()
+    finally:
+        con.close()
+    first = funnel[0][1] if funnel else 0
+    print(
+        f"\nfunnel of the busiest job, {busiest[1]} ({busiest[2]} applications), built in "
+        f"{seconds:.1f}s; conversion = entered / entered the first stage:"
+    )
+    print(f"{'stage':22} {'entered':>8} {'conversion':>11} {'median days':>12}")
+    for title, entered, median in funnel:
+        shown = f"{median:12.1f}" if median is not None else f"{'-':>12}"
+        print(f"{title:22} {entered:8d} {entered / first:11.0%} {shown}")
+    chart(busiest[1], funnel)
+    print(f"\nwarehouse: {WAREHOUSE} (marts in schema ashby_analytics)\nfunnel chart: {CHART}")
+
+
+def chart(job_title: str, funnel: list[tuple]) -> None:
+    """A horizontal bar per stage (applications entered), labelled with the median days."""
+    titles = [row[0] for row in funnel][::-1]
+    entered = [row[1] for row in funnel][::-1]
+    fig = Figure(figsize=(7, 4))  # no pyplot: no GUI backend, nothing global
+    ax = fig.subplots()
+    bars = ax.barh(titles, entered, color="#4C72B0")
+    for bar, row in zip(bars, funnel[::-1], strict=True):
+        label = f" {row[1]}" + (f"  (median {row[2]:.1f} d)" if row[2] is not None else "")
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, label, va="center")
+    ax.set_xlabel("applications that entered the stage")
+    ax.set_title(f"Hiring funnel: {job_title}")
+    ax.set_xlim(0, max(entered or [1]) * 1.4)
+    fig.tight_layout()
+    fig.savefig(CHART, dpi=110)
 
 
 if __name__ == "__main__":

@@ -613,6 +613,8 @@ class Api:
             and self.org.job_board_of(index) != self._job_board(body["jobBoardId"])
         ):
             rec = None  # the posting is not on that board
+        if rec is not None and index is not None and path == "application.info":
+            rec = {**rec, "applicationHistory": self.org.cohere.embedded_history(index)}
         if rec is None:
             raise ApiError(
                 200, not_found_code(row["object"]), f"No {row['object']} with {given}={body[given]}"

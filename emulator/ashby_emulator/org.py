@@ -22,6 +22,7 @@ from typing import Any
 
 from .catalog import endpoints, objects
 from .generate import EPOCH, epoch_ms, iso, iso_ms, object_for
+from .hiring import MAX_ENTRIES, PLAN_STAGES, Cohere, block_children, block_owner
 
 PROTOTYPES = 8
 RECENT_SPAN_MS = 30 * 86_400_000  # ``recent`` tables: base rows spread over the last 30 days
@@ -50,6 +51,10 @@ class TableSpec:
     owner: str | None = None  # top-level table whose rows belong to another (app -> candidate)
     same_id_as_parent: bool = False
     recent: bool = False  # base rows stamped over the RECENT_SPAN_MS before the org's start
+    # owner rows are dealt to owners in blocks (hiring.BLOCK): 0..n per owner, not one each
+    blocks: bool = False
+    # child slots hold a row only where the hiring story has one (per_parent is the maximum)
+    sparse: bool = False
 
 
 def _at_least(k: int, div: int) -> Callable[[int], int]:
@@ -62,7 +67,7 @@ def _fixed(k: int) -> Callable[[int], int]:
 
 TABLES: list[TableSpec] = [
     TableSpec("candidates", "Candidate", lambda n: n),
-    TableSpec("applications", "Application", lambda n: n, owner="candidates"),
+    TableSpec("applications", "Application", lambda n: n, owner="candidates", blocks=True),
     TableSpec("application_feedback", "ApplicationFeedback", _at_least(2, 2), owner="applications"),
     TableSpec("jobs", "Job", _at_least(4, 40)),
     TableSpec("job_postings", "JobPosting", _at_least(4, 40), owner="jobs"),
@@ -102,14 +107,20 @@ TABLES: list[TableSpec] = [
     TableSpec("email_senders", "EmailSender", _fixed(4)),
     TableSpec("audit_log_entries", "AuditLogEntry", _at_least(20, 10), recent=True),
     TableSpec("webhooks", "WebhookSetting", _fixed(2)),  # webhook.info lookups only
-    TableSpec("interview_stages", "InterviewStage", parent="interview_plans", per_parent=5),
+    TableSpec(
+        "interview_stages", "InterviewStage", parent="interview_plans", per_parent=len(PLAN_STAGES)
+    ),
     TableSpec("interview_events", "InterviewEvent", parent="interview_schedules", per_parent=2),
     TableSpec("candidate_notes", "Note", parent="candidates"),
     TableSpec("candidate_client_info", "ClientInfo", parent="candidates"),
     TableSpec("candidate_projects", "CandidateProject", parent="candidates"),
     TableSpec("candidate_fraud_checks", "FraudCheck", parent="candidates"),
     TableSpec(
-        "application_history", "ApplicationHistoryEntry", parent="applications", per_parent=3
+        "application_history",
+        "ApplicationHistoryEntry",
+        parent="applications",
+        per_parent=MAX_ENTRIES,
+        sparse=True,
     ),
     TableSpec("application_criteria_evaluations", "CriteriaEvaluation", parent="applications"),
     TableSpec("job_interview_plans", "JobInterviewPlan", parent="jobs", same_id_as_parent=True),
@@ -321,9 +332,16 @@ class Table:
         index = self.ids.decode(str(record_id))
         return (
             index
-            if index is not None and index < self.count and index not in self.deleted
+            if index is not None
+            and index < self.count
+            and index not in self.deleted
+            and self.exists(index)
             else None
         )
+
+    def exists(self, index: int) -> bool:
+        """Whether slot ``index`` holds a row at all (only sparse tables have empty slots)."""
+        return not self.spec.sparse or index >= self.base_count or self.org.cohere.has_entry(index)
 
     # relations -------------------------------------------------------------------------
     def parent_index(self, index: int) -> int:
@@ -333,6 +351,8 @@ class Table:
         if self.spec.parent:
             return index // self.spec.per_parent
         owner = self.org.tables[self.spec.owner]  # type: ignore[index]
+        if self.spec.blocks and index < self.base_count:
+            return block_owner(index, self.base_count, self.org.seed)
         return index % max(1, owner.base_count)
 
     def children_of(self, parent_index: int) -> Iterator[int]:
@@ -344,7 +364,15 @@ class Table:
                 yield from (
                     i
                     for i in range(start, start + self.spec.per_parent)
-                    if i < self.base_count and i not in self.deleted
+                    if i < self.base_count and i not in self.deleted and self.exists(i)
+                )
+            elif self.spec.blocks:
+                yield from (
+                    i
+                    for i in block_children(parent_index, self.base_count, self.org.seed)
+                    if i < self.base_count
+                    and i not in self.deleted
+                    and i not in self.created_parent
                 )
             else:  # owner relation: index % owner_base
                 step = max(1, parent.base_count)
@@ -429,6 +457,7 @@ class Table:
             rec["notetakerTranscriptId"] = rec["id"]
         if self.name == "job_boards" and index < len(JOB_BOARDS):
             rec["title"], rec["isInternal"] = JOB_BOARDS[index]
+        self.org.cohere.fix(self, index, rec)
         return rec
 
     def _patch(self, name: str, value: Any, index: int) -> Any:
@@ -468,7 +497,7 @@ class Table:
 
     def get(self, index: int) -> dict[str, Any] | None:
         """The current row ``index``, or None when deleted or out of range."""
-        if index in self.deleted or index >= self.count:
+        if index in self.deleted or index >= self.count or not self.exists(index):
             return None
         rec = self.overrides.get(index)
         return rec if rec is not None else self.build(index)
@@ -476,7 +505,7 @@ class Table:
     def live_indices(self, start: int = 0) -> Iterator[int]:
         """Indices of live rows from ``start`` on, in order."""
         deleted = self.deleted
-        return (i for i in range(start, self.count) if i not in deleted)
+        return (i for i in range(start, self.count) if i not in deleted and self.exists(i))
 
     def is_archived(self, rec: dict[str, Any]) -> bool:
         return bool(rec.get("isArchived")) or rec.get("status") == "Archived"
@@ -503,9 +532,11 @@ class Org:
         self.start_ms = self.clock_ms
         self.tables: dict[str, Table] = {}
         # UNCONFIRMED whether a child change (a note) shows up in the parent's syncToken pass:
-        # False models the harder answer (the parent is left untouched).
-        self.child_changes_touch_parent = True
+        # False (the default) models the harder answer: the parent is left untouched, and only
+        # the tap's rolling child refresh finds the change.
+        self.child_changes_touch_parent = False
         self.cursor_epoch = 0  # bumped to expire every outstanding pagination cursor
+        self.cohere = Cohere(self)  # makes built rows agree with each other (hiring.py)
         specs = {s.name: s for s in TABLES}
         for spec in TABLES:  # top-level first, then children sized by their parent
             if spec.parent is None:
