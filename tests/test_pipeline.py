@@ -174,6 +174,9 @@ def scenario(
             # running_postgres() raises if PostgreSQL can't start: the tests error, never skip.
             warehouse = PostgresWarehouse(stack.enter_context(running_postgres()))
         emu = stack.enter_context(Emulator(candidates=CANDIDATES, seed=7, key=KEY))
+        # This scenario checks one pass per parent list and token hand-off: Ashby lists the
+        # parent of a changed child here (the refresh for when it does not: test_long_syncs)
+        emu.org.child_changes_touch_parent = True
         spy = RequestSpy(emu)
         pipeline = Pipeline(emu, warehouse, workdir, STREAMS, ledger_in_project=True)
         first = _run_pass(pipeline, spy, emu)

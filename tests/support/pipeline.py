@@ -163,6 +163,9 @@ class Pipeline:
                 "TAP_ASHBY_API_KEY": self.emu.key,
                 "TAP_ASHBY_BASE_URL": self.emu.url,
                 "TAP_ASHBY_REQUESTS_PER_MINUTE": "0",
+                # exact call counts: the rolling child refresh is tested on its own
+                # (tests/test_long_syncs.py); a scenario can turn it back on in extra_env
+                "TAP_ASHBY_CHILD_REFRESH_EVERY_N_RUNS": "0",
                 **(
                     {}
                     if self.ledger_in_project
