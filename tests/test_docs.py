@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,8 +102,6 @@ def test_every_parent_comes_before_its_children_in_the_table() -> None:
 
 def test_the_changelog_names_the_current_version() -> None:
     """CHANGELOG.md (Keep a Changelog) has an entry for the version the package carries."""
-    import re
-
     version = re.search(r'__version__ = "(.+)"', (ROOT / "tap_ashby" / "__init__.py").read_text())
     assert version is not None
     changelog = (ROOT / "CHANGELOG.md").read_text()
