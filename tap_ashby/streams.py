@@ -31,10 +31,9 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
 
 from .client import TRANSPORT_ERRORS, Call
-from .deletes import LedgerRun
 from .endpoints import Endpoint, values_at
 from .errors import AshbyError, InvalidInput, ParentGone, PermissionMissing
-from .ledger import SortedSpill, decode_key, encode_key, now_iso
+from .ledger import LedgerRun, SortedSpill, decode_key, encode_key, normalize_base_url, now_iso
 from .passes import PassOutcome, Rows, read_pass
 
 if TYPE_CHECKING:
@@ -136,13 +135,15 @@ class EndpointStream(Stream):
         return Call(ep.path, body, ep.paginated, ep.permission)
 
     def scope(self, partition: Context | None) -> str:
-        """Identity of what a ledger was built from: API root, endpoint, filters."""
+        """Identity of what a ledger was built from: API root (normalized: a trailing slash
+        is the same account), endpoint, filters, parent field and primary key."""
         raw = json.dumps(
             [
-                self.config["base_url"],
+                normalize_base_url(self.config["base_url"]),
                 self.name,
                 self.call(partition).body,
                 self.endpoint.parent.field if self.endpoint.parent else "",
+                list(self.primary_keys),
             ],
             sort_keys=True,
             default=str,
@@ -228,6 +229,7 @@ class EndpointStream(Stream):
             self.logger,
             int(self.config["reconcile_every_n_runs"]),
             bool(self.config["reconcile_now"]),
+            across_parents=self.endpoint.pk_across_parents is not False,
         )
 
     def _list_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
