@@ -57,6 +57,11 @@ class Endpoint:
     selected_by_default: bool = True
     note: str = ""
     reconcile: bool = True  # keep a ledger of delivered keys to find deleted rows
+    # Child streams only: whether the primary key is unique across parents. True: a row can
+    # show up under another parent (a posting moved to another board) and is deleted only
+    # when no parent lists it. False: the key contains the parent's id, so a row under
+    # another parent is another row. Where Ashby does not say, True (a move never deletes).
+    pk_across_parents: bool | None = None
     window: str | None = None  # date-window list (auditLog.list): the window's start param
 
     @property
@@ -67,11 +72,17 @@ class Endpoint:
         return self.sync_token
 
 
-def _c(stream: str, path: str, permission: str, param: str, **kw: Any) -> Endpoint:
-    """A child row whose parent is given as ``parent=(stream, field, inject)``."""
+def _c(stream: str, path: str, permission: str, param: str, *, across: bool, **kw: Any) -> Endpoint:
+    """A child row whose parent is given as ``parent=(stream, field, inject)``; ``across``
+    is its ``pk_across_parents`` (every child row says which kind it is)."""
     parent_stream, parent_field, inject = kw.pop("parent")
     return Endpoint(
-        stream, path, permission, parent=Parent(parent_stream, param, parent_field, inject), **kw
+        stream,
+        path,
+        permission,
+        parent=Parent(parent_stream, param, parent_field, inject),
+        pk_across_parents=across,
+        **kw,
     )
 
 
@@ -189,6 +200,7 @@ ROWS: list[Endpoint] = [
         parent=("job_boards", "id", None),
         paginated=False,
         dedupe=True,
+        across=True,  # a posting can be on several boards, and move between them
     ),
     # No request body at all (2026 OpenAPI): every stage group of the organization.
     Endpoint("interview_stage_groups", "interviewStageGroup.list", INTV, paginated=False),
@@ -223,6 +235,7 @@ ROWS: list[Endpoint] = [
         "interviewPlanId",
         parent=("interview_plans", "id", None),
         paginated=False,
+        across=True,  # stage ids are org-wide; a move between plans is not ruled out
     ),
     _c(
         "interview_events",
@@ -232,6 +245,7 @@ ROWS: list[Endpoint] = [
         parent=("interview_schedules", "id", None),
         selected_by_default=False,
         note="interview_schedules already embeds interviewEvents[]",
+        across=True,  # event ids are org-wide
     ),
     _c(
         "candidate_notes",
@@ -240,6 +254,7 @@ ROWS: list[Endpoint] = [
         "candidateId",
         parent=("candidates", "id", "candidateId"),
         primary_keys=("candidateId", "id"),
+        across=False,
     ),
     _c(
         "candidate_client_info",
@@ -249,6 +264,7 @@ ROWS: list[Endpoint] = [
         parent=("candidates", "id", None),
         selected_by_default=False,
         note="IP addresses and user agents (PII)",
+        across=True,  # a candidate merge may move it to the kept candidate
     ),
     _c(
         "candidate_projects",
@@ -259,6 +275,7 @@ ROWS: list[Endpoint] = [
         primary_keys=("candidateId", "id"),
         selected_by_default=False,
         note="one call per candidate; projects has the same rows",
+        across=False,
     ),
     _c(
         "candidate_fraud_checks",
@@ -268,6 +285,7 @@ ROWS: list[Endpoint] = [
         parent=("candidates", "id", None),
         selected_by_default=False,
         note="needs the Fraud Detection feature",
+        across=True,  # a candidate merge may move it to the kept candidate
     ),
     _c(
         "application_history",
@@ -276,6 +294,7 @@ ROWS: list[Endpoint] = [
         "applicationId",
         parent=("applications", "id", "applicationId"),
         primary_keys=("applicationId", "id"),
+        across=False,
     ),
     _c(
         "application_criteria_evaluations",
@@ -286,6 +305,7 @@ ROWS: list[Endpoint] = [
         primary_keys=("applicationId", "id"),
         selected_by_default=False,
         note="needs the AI Application Review feature",
+        across=False,
     ),
     _c(
         "job_interview_plans",
@@ -295,6 +315,7 @@ ROWS: list[Endpoint] = [
         parent=("jobs", "id", None),
         primary_keys=("jobId",),
         paginated=False,
+        across=True,  # keyed by the job itself
     ),
     _c(
         "job_posting_details",
@@ -303,6 +324,7 @@ ROWS: list[Endpoint] = [
         "jobPostingId",
         parent=("job_postings", "id", None),
         paginated=False,
+        across=True,  # keyed by the posting itself
     ),
     _c(
         "interviewer_pool_members",
@@ -311,6 +333,7 @@ ROWS: list[Endpoint] = [
         "interviewerPoolId",
         parent=("interviewer_pools", "id", None),
         paginated=False,
+        across=True,
     ),
     _c(
         "user_interviewer_settings",
@@ -319,6 +342,7 @@ ROWS: list[Endpoint] = [
         "userId",
         parent=("users", "id", None),
         paginated=False,
+        across=True,
     ),
     # Active or scheduled pauses only: the user's rows are replaced on each pass.
     _c(
@@ -328,6 +352,7 @@ ROWS: list[Endpoint] = [
         "userId",
         parent=("users", "id", "userId"),
         paginated=False,
+        across=True,  # userId is injected, not part of the key
     ),
     # -- optional: offered, not selected by default ------------------------------------------
     _c(
@@ -339,6 +364,7 @@ ROWS: list[Endpoint] = [
         paginated=False,
         selected_by_default=False,
         note="AI Notetaker add-on; transcript URLs expire after minutes",
+        across=True,  # keyed by the transcript, listed per interview event
     ),
     _c(
         "candidate_files",
@@ -350,6 +376,7 @@ ROWS: list[Endpoint] = [
         paginated=False,
         selected_by_default=False,
         note="signed URLs that expire; one call per file",
+        across=False,  # the parent key is the file handle itself, which is the key
     ),
     Endpoint(
         "report_results",
@@ -379,6 +406,7 @@ ROWS: list[Endpoint] = [
         paginated=False,
         selected_by_default=False,
         note="one call per interview event",
+        across=True,
     ),
     Endpoint(
         "audit_log_entries",

@@ -122,11 +122,13 @@ def scope_of(endpoint: Endpoint, settings: Settings, partition: Mapping[str, Any
     """Identity of what a ledger was built from: API root, endpoint, filters, keys."""
     import json  # noqa: PLC0415 (only ledgered runs need it)
 
+    from .ledger import normalize_base_url  # noqa: PLC0415
+
     body = dict(call_for(endpoint, settings, partition).body)
     body.pop("startDate", None)  # a moving window, not a filter
     raw = json.dumps(
         [
-            settings.api_root,
+            normalize_base_url(settings.base_url),  # a trailing slash is the same account
             endpoint.stream,
             body,
             endpoint.parent.field if endpoint.parent else "",

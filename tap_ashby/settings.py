@@ -237,10 +237,3 @@ class Settings:
                 value = ()
             values[f.name] = value
         return cls(**values)
-
-    @property
-    def api_root(self) -> str:
-        """``base_url`` without a trailing slash, host in lower case (one account, one root)."""
-        url = urlparse(self.base_url.strip())
-        netloc = (url.hostname or "") + (f":{url.port}" if url.port else "")
-        return f"{url.scheme.lower()}://{netloc}{url.path.rstrip('/')}"

@@ -162,7 +162,7 @@ class SyncRun:
     ) -> dict[str, bool]:
         """Open the last ledger generation of every ledgered pass ``(endpoint, partition,
         state)``; returns, per pass, whether it can be used (the plan's input)."""
-        from .deletes import LedgerRun  # noqa: PLC0415 (only ledgered runs need it)
+        from .ledger import LedgerRun  # noqa: PLC0415 (only ledgered runs need it)
 
         usable: dict[str, bool] = {}
         for endpoint, partition, state in wanted:
@@ -176,6 +176,7 @@ class SyncRun:
                 self.logger,
                 self.settings.reconcile_every_n_runs,
                 self.settings.reconcile_now,
+                across_parents=endpoint.pk_across_parents is not False,
             )
             self._ledger_runs[name] = ledger
             usable[name] = ledger.old_path is not None

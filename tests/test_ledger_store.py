@@ -131,10 +131,12 @@ def test_kill_after_a_generation_is_written_then_rerun_is_exact(tmp_path: Path) 
             state = rerun.state
             for stream in STREAMS:
                 assert live_ids(warehouse, stream) == expected_ids(emu, stream), (kill_at, stream)
-        # pruning keeps at most the committed generation and the newest one per lineage
+        # pruning keeps the committed generation, its base, and at most one generation of a
+        # killed run beside each: its STATE never left, but it cannot be told apart from the
+        # output of an overlapping run, whose STATE may be the next run's (see store.py)
         for stream_dir in (tmp_path / "ledger").iterdir():
             for lineage in stream_dir.iterdir():
-                assert len(list(lineage.glob("*.ledger"))) <= 2, lineage
+                assert len(list(lineage.glob("*.ledger"))) <= 4, lineage
 
 
 def test_a_lost_ledger_warns_and_deletes_nothing(tmp_path: Path, emulator: Emulator) -> None:

@@ -364,7 +364,10 @@ class Table:
                 yield from (
                     i
                     for i in range(start, start + self.spec.per_parent)
-                    if i < self.base_count and i not in self.deleted and self.exists(i)
+                    if i < self.base_count
+                    and i not in self.deleted
+                    and i not in self.created_parent
+                    and self.exists(i)
                 )
             elif self.spec.blocks:
                 yield from (
@@ -537,6 +540,7 @@ class Org:
         self.child_changes_touch_parent = False
         self.cursor_epoch = 0  # bumped to expire every outstanding pagination cursor
         self.cohere = Cohere(self)  # makes built rows agree with each other (hiring.py)
+        self.posting_boards: dict[int, int] = {}  # postings moved off POSTING_BOARDS
         specs = {s.name: s for s in TABLES}
         for spec in TABLES:  # top-level first, then children sized by their parent
             if spec.parent is None:
@@ -549,7 +553,45 @@ class Org:
 
     def job_board_of(self, posting_index: int) -> int:
         """Index of the job board a job posting is on (each posting is on exactly one)."""
-        return POSTING_BOARDS[posting_index % len(POSTING_BOARDS)]
+        moved = self.posting_boards.get(posting_index)
+        return POSTING_BOARDS[posting_index % len(POSTING_BOARDS)] if moved is None else moved
+
+    def move_posting(self, posting_id: str, board_id: str) -> ChangeSummary:
+        """Put a job posting on another job board (it leaves the one it was on)."""
+        with self.lock:
+            postings, boards = self.tables["job_postings"], self.tables["job_boards"]
+            index = self._require(postings, posting_id)
+            self.posting_boards[index] = self._require(boards, board_id)
+            rec = copy.deepcopy(postings.get(index))
+            assert rec is not None
+            out = ChangeSummary()
+            self._bump(postings, index, rec, out)
+            return out
+
+    def move(self, name: str, record_id: str, parent_id: str) -> ChangeSummary:
+        """Re-parent a row of a child table (a stage moved to another interview plan); both
+        parents count as changed, as a child change does (``child_changes_touch_parent``)."""
+        with self.lock:
+            table = self.table(name)
+            assert table.spec.parent, f"{name} is not a child table"
+            parent = self.tables[table.spec.parent]
+            index = self._require(table, record_id)
+            old, new = table.parent_index(index), self._require(parent, parent_id)
+            if index in table.created_parent:
+                table.created_by_parent[old].remove(index)
+            table.created_parent[index] = new
+            table.created_by_parent.setdefault(new, []).append(index)
+            rec = copy.deepcopy(table.get(index))
+            assert rec is not None
+            built = table.build(index)  # its references, pointing at the new parent now
+            rec.update({k: built[k] for k in table.patch_fields if k in built})
+            out = ChangeSummary()
+            self._bump(table, index, rec, out)
+            for p in (old, new):
+                prec = parent.get(p)
+                if prec is not None and self.child_changes_touch_parent:
+                    self._bump(parent, p, copy.deepcopy(prec), out)
+            return out
 
     def table(self, name: str) -> Table:
         """A table by stream name; KeyError with the known names otherwise."""
