@@ -37,12 +37,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .generate import epoch_ms, iso_ms
 
-if TYPE_CHECKING:
-    from .org import Org, Table
+# org.py imports this module; this one takes the org and its tables as plain objects
+# (``Org``, ``Table`` of org.py) so the two never import each other, not even for types.
+Org = Any
+Table = Any
 
 BLOCK = 8
 # (title, type): Ashby's stage types, in plan order.
