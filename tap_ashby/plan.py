@@ -53,6 +53,10 @@ class Fanout:
     refresh: tuple[int, int] | None  # (bucket, buckets): also the parents in this slice
     resume_after: str | None  # an interrupted pass resumes after this parent key
     reconcile: bool  # the ledger compares against every live parent
+    # The parents an interrupted pass had left, kept aside in the ledger store: the resumed
+    # pass visits them (after ``resume_after``) plus what changed since ``token``, instead
+    # of paging the whole parent list again.
+    resume_keys: str | None = None
 
     @property
     def needs_scan(self) -> bool:
@@ -174,13 +178,15 @@ def make_plan(
     settings: Settings,
     ledger_ok: Mapping[str, bool],
     partition_states: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+    resume_ok: Mapping[str, bool] | None = None,
 ) -> Plan:
     """One ``StreamPlan`` per selected stream, in table order (parents before children).
 
     ``states``: each stream's own state (children: their bookmark, refresh counter and
     resume position). ``partition_states``: per ``(stream, repr(partition))``.
     ``ledger_ok``: per ledgered stream (or ``stream/repr(partition)``), whether its last
-    generation can be used; a missing entry counts as usable.
+    generation can be used; a missing entry counts as usable. ``resume_ok``: per child stream,
+    whether the parent keys its unfinished pass kept aside can be read back.
     """
     by_name = {row.stream: row for row in rows}
     chosen = [row for row in rows if row.stream in selected]
@@ -190,10 +196,22 @@ def make_plan(
             children_of.setdefault(row.parent.stream, []).append(row.stream)
     plans: dict[str, StreamPlan] = {}
 
+    def kept_keys(child: str) -> Mapping[str, Any] | None:
+        """The parent keys an unfinished pass kept aside, when they can be read back."""
+        pending = states.get(child, {}).get("resume")
+        keys = pending.get("keys") if isinstance(pending, Mapping) else None
+        if isinstance(keys, Mapping) and (resume_ok or {}).get(child):
+            return keys
+        return None
+
     def child_mark(child: str) -> tuple[str | None, str]:
-        """The parent-list bookmark a child builds on (a pending pass: its start)."""
+        """The parent-list bookmark a child builds on: a pending pass's kept keys are as of
+        their token; without them, the pending pass starts over from its own start."""
         state = states.get(child, {})
         pending = state.get("resume")
+        keys = kept_keys(child)
+        if keys is not None:
+            return keys.get("token"), str(keys.get("since") or "")
         if isinstance(pending, Mapping):
             return pending.get("token"), str(pending.get("since") or "")
         return state.get("parent_sync_token"), str(state.get("token_since") or "")
@@ -252,7 +270,10 @@ def make_plan(
             token, since = start_mark(parent, states.get(parent.stream, {}))
         else:
             token, since = child_mark(row.stream)
-        if pending is not None:
+        kept = kept_keys(row.stream)
+        if kept is not None:  # the kept keys already hold the rebuild or refresh parents
+            every, refresh, after = False, None, pending.get("after") if pending else None
+        elif pending is not None:
             every = bool(pending.get("every"))
             refresh = tuple(pending["refresh"]) if pending.get("refresh") else None
             after = pending.get("after")
@@ -272,6 +293,7 @@ def make_plan(
             refresh=refresh,
             resume_after=after,
             reconcile=ledgered and token is not None and reconcile_due(settings, state, ok),
+            resume_keys=str(kept["path"]) if kept is not None else None,
         )
         plans[row.stream] = StreamPlan(row.stream, row, order, ledgered, fanout=fan, children=kids)
     return Plan(plans)

@@ -178,6 +178,7 @@ class EndpointStream(Stream):
         progress = run.progress(self.name, cp.total)
         delivered: set[str] = set()
         done, last_key, checkpoint = 0, fan.resume_after, time.monotonic()
+        before = state.get("resume") if isinstance(state.get("resume"), dict) else None
         every = min(1000, max(10, cp.total // CHECKPOINT_SHARE))
         for key, children in cp.job:
             visited.add(encode_key(str(key)))
@@ -199,7 +200,7 @@ class EndpointStream(Stream):
                 # Every parent up to last_key is written: a killed run resumes after it.
                 # (Its ledger generation is not published until the pass ends; the rolling
                 # refresh re-lists those parents, which puts their rows into the ledger.)
-                state["resume"] = self._pending(fan, last_key)
+                state["resume"] = self._pending(fan, last_key, before, cp.kept)
                 self._tap.state_writer.write_state(self.tap_state)
                 checkpoint = time.monotonic()
         cut = cp.job.cut
@@ -210,9 +211,12 @@ class EndpointStream(Stream):
         live = cp.live if cp.live is not None and (fan.reconcile or fan.every_parent) else None
         bookmark: dict[str, Any] = {}
         if cut:
-            bookmark["resume"] = self._pending(fan, last_key)
+            kept = run.keep_aside(self.name, cp)
+            bookmark["resume"] = self._pending(fan, last_key, before, kept)
         else:
             bookmark["resume"] = None
+            if cp.kept or fan.resume_keys:
+                run.drop_kept_of(self.name)
             bookmark["refresh_run"] = int(state.get("refresh_run", 0) or 0) + 1
             if cp.outcome.token:
                 bookmark.update(parent_sync_token=cp.outcome.token, token_since=cp.since)
@@ -229,15 +233,37 @@ class EndpointStream(Stream):
         run.pass_done(self.name, PassOutcome(token=None, full=True), cp.since, cut)
 
     @staticmethod
-    def _pending(fan: Any, after: str | None) -> dict[str, Any]:
-        """An unfinished child pass: where it resumes and what it was built on."""
-        return {
+    def _pending(
+        fan: Any, after: str | None, before: dict[str, Any] | None, kept: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """An unfinished child pass: where it resumes and what it was built on.
+
+        ``keys``: the pass's parents kept aside (the resume visits those after ``after`` plus
+        what changed since their token). ``token``/``since``/``every``/``refresh``: how to
+        start over when they cannot be read back: from the start of the first pass of this
+        unfinished series, which a resume of a resume inherits."""
+        first = (
+            before
+            if before is not None
+            else {
+                "token": fan.token,
+                "since": fan.token_since,
+                "every": fan.every_parent,
+                "refresh": list(fan.refresh) if fan.refresh else None,
+            }
+        )
+        if kept is None and fan.resume_keys and before is not None:
+            kept = before.get("keys")  # still there: this pass started from it
+        pending = {
             "after": after,
-            "token": fan.token,
-            "since": fan.token_since,
-            "every": fan.every_parent,
-            "refresh": list(fan.refresh) if fan.refresh else None,
+            "token": first.get("token"),
+            "since": first.get("since"),
+            "every": first.get("every"),
+            "refresh": first.get("refresh"),
         }
+        if kept is not None:
+            pending["keys"] = kept
+        return pending
 
     def _mode(self, full: bool, cut: bool, resumed: bool) -> str:
         mode = "full" if full else "incremental"

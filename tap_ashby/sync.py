@@ -45,6 +45,7 @@ from .scheduler import FanOutJob, PassJob, Scheduler
 from .settings import Settings
 from .throttle import RequestBudget
 
+KEEP_ASIDE_EARLY = 10_000  # a child pass this long keeps its parents aside when it starts
 PROGRESS_SECONDS = 30.0  # one progress line per long pass this often
 BUDGET_BINDS = 0.9  # at this share of the budget's rate, the budget is what limits
 
@@ -72,6 +73,8 @@ class ChildPass:
     total: int  # parents to visit in this run
     live: SortedSpill | None  # every current parent (sorted, encoded), when scanned
     fanout: Fanout
+    keys: KeyFile | None = None  # the parents visited, in order (kept aside at a cut)
+    kept: dict[str, Any] | None = None  # where they were kept aside, once they were
 
 
 @dataclass
@@ -320,32 +323,83 @@ class SyncRun:
         live = None
         if fan.needs_scan and not outcome.full:
             live = self.scan(ENDPOINTS[fan.parent], ep.parent.field)
-        keys = self._visit(changed, live, fan, outcome.full)
+        stored = self._kept_keys(fan.resume_keys) if fan.resume_keys else None
+        keys = self._visit(changed, live, fan, outcome.full, stored)
         call = call_for(ep, self.settings)
         job = self.scheduler.fan_out(
             sp.order, iter(keys), lambda key: self._children_of(name, ep, call, key)
         )
-        return ChildPass(job, outcome, since, keys.count, live, fan)
+        cp = ChildPass(job, outcome, since, keys.count, live, fan, keys)
+        if keys.count >= KEEP_ASIDE_EARLY:  # a long pass: kept at once, so a kill resumes too
+            self.keep_aside(name, cp)
+        return cp
+
+    # the parents of an unfinished pass, kept aside ----------------------------------------
+    def keep_aside(self, name: str, cp: ChildPass) -> dict[str, Any] | None:
+        """Keep this pass's parents in the ledger store, for the run that resumes it (it
+        then pages only what changed since, not the whole parent list)."""
+        if cp.kept is None and cp.keys is not None:
+            try:
+                path = self.ledgers.put_aside(name, cp.keys.path)
+            except Exception as err:  # the resume then pages the parent list again
+                self.logger.warning(
+                    "%s: cannot keep the parents of the unfinished pass "
+                    "(%s); the next run lists them again",
+                    name,
+                    err,
+                )
+                return None
+            cp.kept = {
+                "path": path,
+                "count": cp.keys.count,
+                "token": cp.outcome.token,
+                "since": cp.since,
+            }
+        return cp.kept
+
+    def kept_usable(self, path: str) -> bool:
+        return bool(self.ledgers.has_aside(path))
+
+    def drop_kept_of(self, name: str) -> None:
+        self.ledgers.drop_aside_of(name)
+
+    def _kept_keys(self, path: str) -> Iterator[bytes]:
+        fd, local = tempfile.mkstemp(suffix=".parents", dir=self.workdir)
+        os.close(fd)
+        self.ledgers.get_aside(path, local)
+        return (encode_key(k) for k in KeyFile(local, 0))
 
     def _visit(
-        self, changed: Iterable[bytes], live: SortedSpill | None, fan: Fanout, full: bool
+        self,
+        changed: Iterable[bytes],
+        live: SortedSpill | None,
+        fan: Fanout,
+        full: bool,
+        stored: Iterable[bytes] | None = None,
     ) -> KeyFile:
         """The parents this pass visits, sorted: changed ones (all, in a full pass), plus
         every live one (rebuild) or the live ones of this run's refresh slice; after the
-        resume position."""
-        streams: list[Iterable[bytes]] = [changed]
-        if not full and live is not None:
+        resume position. With kept keys, those after the resume position plus every parent
+        changed since they were kept."""
+        after = encode_key(fan.resume_after) if fan.resume_after is not None else None
+
+        def past(keys: Iterable[bytes]) -> Iterator[bytes]:
+            return (k for k in keys if after is None or k > after)
+
+        streams: list[Iterable[bytes]] = [changed if stored is not None else past(changed)]
+        if stored is not None:
+            streams.append(past(stored))
+        elif not full and live is not None:
             if fan.every_parent:
-                streams = [live]
+                streams = [past(live)]
             elif fan.refresh is not None:
                 bucket, buckets = fan.refresh
-                streams.append(k for k in live if bucket_of(decode_key(k), buckets) == bucket)
-        after = encode_key(fan.resume_after) if fan.resume_after is not None else None
+                streams.append(past(k for k in live if bucket_of(decode_key(k), buckets) == bucket))
         fd, path = tempfile.mkstemp(suffix=".parents", dir=self.workdir)
         count, last = 0, None
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             for key in heapq.merge(*(iter(s) for s in streams)):
-                if key == last or (after is not None and key <= after):
+                if key == last:
                     continue
                 last = key
                 out.write(decode_key(key) + "\n")

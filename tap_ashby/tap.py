@@ -101,7 +101,14 @@ class TapAshby(Tap):
                     wanted.append((stream.endpoint, part, state))
         run = SyncRun(settings, self.logger)
         ledger_ok = run.open_ledgers(wanted) if wanted else {}
-        run.start(make_plan(ROWS, selected, states, settings, ledger_ok, partition_states))
+        resume_ok = {  # unfinished child passes whose parents were kept aside
+            name: run.kept_usable(str(state["resume"]["keys"].get("path")))
+            for name, state in states.items()
+            if isinstance(state.get("resume"), dict)
+            and isinstance(state["resume"].get("keys"), dict)
+        }
+        plan = make_plan(ROWS, selected, states, settings, ledger_ok, partition_states, resume_ok)
+        run.start(plan)
         install_sigterm(run)
         return run
 

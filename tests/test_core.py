@@ -119,6 +119,24 @@ class TestPlan:
         # the interrupted pass was a first (full) one: the parent pass is full again
         assert plan["candidates"].passes[0].token is None
 
+    def test_a_resume_reads_the_kept_parents_and_only_changes_since(self) -> None:
+        kept = {"path": "_resume/candidate_notes/x.parents", "token": "t1", "since": "s1"}
+        pending = {"after": "k-9", "token": None, "since": "", "every": False, "keys": kept}
+        states = {
+            "candidates": {"sync_token": "t1", "token_since": "s1"},
+            "candidate_notes": {"resume": pending},
+        }
+        sel = {"candidates", "candidate_notes"}
+        plan = make_plan(ROWS, sel, states, settings(), {}, None, {"candidate_notes": True})
+        fan = plan["candidate_notes"].fanout
+        assert fan is not None and fan.resume_keys == kept["path"] and fan.token == "t1"
+        assert fan.resume_after == "k-9" and fan.refresh is None and not fan.every_parent
+        assert plan["candidates"].passes[0].token == "t1"  # incremental, not a full pass
+        lost = make_plan(ROWS, sel, states, settings(), {}, None, {"candidate_notes": False})
+        fan = lost["candidate_notes"].fanout
+        assert fan is not None and fan.resume_keys is None and fan.token is None
+        assert lost["candidates"].passes[0].token is None  # starts that pass over
+
     def test_partitions_and_unselected_streams(self) -> None:
         plan = plan_for({"survey_submissions"})
         assert len(plan["survey_submissions"].passes) == 3

@@ -118,9 +118,12 @@ def test_a_deadline_stops_cleanly_and_the_next_run_finishes(tmp_path: Path) -> N
         assert notes_state.get("resume"), notes_state
         before = emu.stats.requests("candidate.listNotes")
         assert 0 < before < CANDIDATES
+        assert notes_state["resume"]["keys"]["path"].startswith("_resume/candidate_notes/")
         emu.stats.reset()
         second = run_tap(tmp_path, tap_config(emu), state=first.state, select=NOTES)
         assert second.returncode == 0, second.stderr[-2000:]
+        # the parents left were kept aside: only what changed since is paged, not the list
+        assert emu.stats.requests("candidate.list") == 1
         repeated = before + emu.stats.requests("candidate.listNotes") - CANDIDATES
         assert repeated <= CANDIDATES // 10
         assert first.ids("candidate_notes") | second.ids("candidate_notes") == expected_ids(
@@ -205,3 +208,26 @@ def test_state_stays_small_during_a_long_fan_out(tmp_path: Path) -> None:
         largest = max(len(json.dumps(s)) for s in first.states())
         assert largest < 4096
         assert os.path.getsize(first.dir / "stdout") > 0
+
+
+def test_a_sync_cut_twice_resumes_from_the_kept_parents_each_time(tmp_path: Path) -> None:
+    """Three runs with a short deadline: each later run reads the parents the run before
+    kept aside (one incremental page of candidate.list, not the whole list), and together
+    they deliver every note with few repeats."""
+    with slow_org(latency=0.05) as emu:
+        config = tap_config(emu, max_run_seconds=2)
+        state, notes, calls, lists = None, set(), 0, []
+        for _ in range(10):
+            emu.stats.reset()
+            run = run_tap(tmp_path, config, state=state, select=NOTES)
+            assert run.returncode == 0, run.stderr[-2000:]
+            notes |= run.ids("candidate_notes")
+            calls += emu.stats.requests("candidate.listNotes")
+            lists.append(emu.stats.requests("candidate.list"))
+            state = run.state
+            if "resume" not in run.bookmarks()["candidate_notes"]:
+                break
+        assert len(lists) >= 3  # really cut more than once
+        assert all(n == 1 for n in lists[1:])
+        assert notes == expected_ids(emu, "candidate_notes")
+        assert calls - CANDIDATES <= CANDIDATES // 10

@@ -207,6 +207,14 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     emulator: Emulator
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (a killed tap) is normal here: no traceback."""
+        import sys  # noqa: PLC0415
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class Emulator:
     """A running (or runnable) emulated Ashby: org + protocol + faults + counters + HTTP."""

@@ -16,6 +16,7 @@ same stream: a STATE still naming one gets one warning and a rebuild, never a wr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -125,6 +126,36 @@ class LedgerStore:
         if lineage:
             base = f"{base}/{lineage}"
         return f"{base}/{gen}.ledger" if gen else base
+
+    # files kept aside: the parent keys of an unfinished child pass -----------------------
+    # They live under <uri>/_resume/<stream>/, outside every lineage folder (so pruning and
+    # garbage collection of generations never see them); state names them relative to uri.
+    def put_aside(self, stream: str, local: str) -> str:
+        name = f"_resume/{stream}/{self.new_name()}.parents"
+        self.fs.makedirs(f"{self.root}/_resume/{stream}", exist_ok=True)
+        self.fs.put_file(local, f"{self.root}/{name}")
+        return name
+
+    def has_aside(self, name: str) -> bool:
+        try:
+            return bool(self.fs.exists(f"{self.root}/{name}"))
+        except (OSError, ValueError):
+            return False
+
+    def get_aside(self, name: str, local: str) -> None:
+        self.fs.get_file(f"{self.root}/{name}", local)
+
+    def drop_aside(self, name: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # already gone, or refused: harmless
+            self.fs.rm_file(f"{self.root}/{name}")
+
+    def drop_aside_of(self, stream: str) -> None:
+        """A finished pass: every file kept aside for the stream's earlier unfinished passes
+        goes (a run that still names one only falls back to paging its parents again)."""
+        upto = self.new_name()
+        for name in self._names(f"{self.root}/_resume/{stream}"):
+            if name < upto:
+                self.drop_aside(f"_resume/{stream}/{name}")
 
     def new_name(self) -> str:
         """A generation name later than any this store named before, and unique to it."""
