@@ -29,7 +29,7 @@ check: $(STAMP)  ## ruff check, ruff format --check, mypy
 	$(BIN)/mypy
 
 test-fast: $(STAMP)  ## unit tests, docs and SDK-contract checks: no server, under a minute
-	$(BIN)/python -m pytest -q tests/test_units.py tests/test_docs.py tests/test_sdk_contract.py
+	$(BIN)/python -m pytest -q tests/test_units.py tests/test_core.py tests/test_ledger_units.py tests/test_docs.py tests/test_sdk_contract.py
 
 test-quick: $(STAMP)  ## everything but the slow end-to-end and reliability tests
 	$(BIN)/python -m pytest -q -m "not slow"

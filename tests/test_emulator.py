@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,10 @@ def test_counters_over_http_and_python(emulator: Emulator) -> None:
     emulator.stats.reset()
     post(emulator, "brand.list")
     post(emulator, "brand.list", key="wrong")
+    # a call is counted just after its answer is written: wait for it (bounded), then read
+    deadline = time.monotonic() + 10
+    while emulator.stats.requests("brand.list") < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     stats = requests.get(f"{emulator.url}/_emulator/stats", timeout=10).json()["result"]
     assert stats["endpoints"]["brand.list"] == {"200": 1, "403": 1}
     assert emulator.stats.requests("brand.list") == 2
