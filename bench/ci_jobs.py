@@ -6,8 +6,8 @@ Each run is a fresh ``tap-ashby`` process with ``max_run_seconds`` set, started 
 STATE of the run before, like a CI job re-run on a schedule. The case stops when a run ends
 without being cut. It reports how many runs it took, the requests made against the minimum
 (one ``candidate.list`` pass plus one ``candidate.listNotes`` per candidate; the goal is at most
-1.02x), how long each run overshot its deadline, and writes ``ci_jobs.png`` (parents done per
-run) and ``ci_jobs.json`` into bench/results/.
+1.02x), how long each run overshot its deadline and its largest STATE line, and writes
+``ci_jobs.png`` (parents done per run) and ``ci_jobs.json`` into bench/results/.
 """
 
 from __future__ import annotations
@@ -67,6 +67,10 @@ def main() -> None:
                 before, "candidate.listNotes"
             )
             cut = "stopped at the deadline" in stderr
+            with (work / f"run-{index}.out").open("rb") as fh:
+                largest_state = max(
+                    (len(line) for line in fh if line.startswith(b'{"type":"STATE"')), default=0
+                )
             runs.append(
                 {
                     "run": index + 1,
@@ -75,6 +79,7 @@ def main() -> None:
                     "over_deadline_s": round(wall - args.deadline, 2),
                     "requests": requests_made(after) - requests_made(before),
                     "notes_calls": notes,
+                    "largest_state_bytes": largest_state,
                     "cut": cut,
                 }
             )
