@@ -159,11 +159,12 @@ def partitions_of(endpoint: Endpoint, settings: Settings) -> list[dict[str, Any]
 
 
 def reconcile_due(settings: Settings, state: Mapping[str, Any], ledger_ok: bool) -> bool:
-    """A reconcile runs when asked for, every ``reconcile_every_n_runs`` runs, and whenever
-    the ledger must be rebuilt (missing or unusable)."""
-    every = settings.reconcile_every_n_runs
+    """Whether this pass reconciles: the ledger's one rule, applied to the settings and the
+    stream's state (``LedgerRun.due`` applies the same function)."""
+    from .ledger import reconcile_due as rule  # noqa: PLC0415 (the ledger loads lazily)
+
     runs = int(state.get("runs_since_reconcile", 0) or 0)
-    return not ledger_ok or settings.reconcile_now or (every > 0 and runs + 1 >= every)
+    return rule(runs, ledger_ok, settings.reconcile_every_n_runs, settings.reconcile_now)
 
 
 def is_ledgered(endpoint: Endpoint, settings: Settings) -> bool:

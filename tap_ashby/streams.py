@@ -85,9 +85,7 @@ class EndpointStream(Stream):
 
     @property
     def partitions(self) -> list[dict] | None:
-        from .settings import Settings  # noqa: PLC0415
-
-        parts = partitions_of(self.endpoint, Settings.from_config(self.config))
+        parts = partitions_of(self.endpoint, self._tap.typed_settings)  # type: ignore[attr-defined]
         return parts or None
 
     # records ------------------------------------------------------------------------------
@@ -149,7 +147,7 @@ class EndpointStream(Stream):
         if ledger and lp.reconcile and not outcome.full and not job.cut:
             (pk,) = self.primary_keys  # ledgered lists are keyed on one field
             scan = run.scan(self.endpoint, pk, lp.partition)
-            if not run.scan_cut(self.endpoint, pk, lp.partition):
+            if scan is not None:
                 current = (encode_key("") + key for key in scan)
         complete = outcome.full and not job.cut
         yield from self.close_pass(

@@ -256,19 +256,13 @@ class SyncRun:
             self._scans[key] = (self.scheduler.pass_job(order, collect(), depth=1 << 30), spill)
         return self._scans[key]
 
-    def scan(self, endpoint: Endpoint, field_: str, partition: Any = None) -> SortedSpill:
-        """The finished scan (waits for it; raises what it raised)."""
-        job, spill = self._scan(
-            endpoint,
-            field_,
-            partition,
-            self.plan[endpoint.stream].order if endpoint.stream in self.plan.streams else 0,
-        )
+    def scan(self, endpoint: Endpoint, field_: str, partition: Any = None) -> SortedSpill | None:
+        """The finished scan (waits for it; raises what it raised), or None when the run
+        stopped before it ended: an incomplete list of current keys is never used."""
+        order = self.plan[endpoint.stream].order if endpoint.stream in self.plan.streams else 0
+        job, spill = self._scan(endpoint, field_, partition, order)
         job.drain()
-        return spill
-
-    def scan_cut(self, endpoint: Endpoint, field_: str, partition: Any = None) -> bool:
-        return self._scans[(endpoint.stream, field_, repr(partition))][0].cut
+        return None if job.cut else spill
 
     # list passes --------------------------------------------------------------------------
     def list_pass(self, name: str, partition: Any) -> tuple[PassJob[Rows], PassOutcome, str]:

@@ -79,10 +79,15 @@ class TapAshby(Tap):
             self.logger.warning("%s", warning)
 
     @cached_property
+    def typed_settings(self) -> Settings:
+        """The validated config, typed, made once (the streams and the run share it)."""
+        return Settings.from_config(self.config)
+
+    @cached_property
     def sync_run(self) -> SyncRun:
         """The run, made once, when the first stream asks for records: settings, state and
         the ledgers in; the plan (pure) made from them; its passes submitted."""
-        settings = Settings.from_config(self.config)
+        settings = self.typed_settings
         streams = {n: s for n, s in self.streams.items() if isinstance(s, EndpointStream)}
         selected = {n for n, s in streams.items() if s.selected}
         states: dict[str, dict[str, Any]] = {}
@@ -133,16 +138,13 @@ class TapAshby(Tap):
         the public place around it.)"""
         try:
             super().invoke(*args, **kwargs)
-        except ConfigValidationError as err:
-            cls.logger.error("tap-ashby: %s", config_line(err))
-            sys.exit(2)
         except Exception as err:
-            line = failure_line(err, cls.last)
-            if line is None:
+            code = report_known_failure(err)
+            if code is None:
                 raise
-            cls.logger.error("tap-ashby failed: %s", line)
-            cls._summarize()
-            sys.exit(1)
+            if code == 1:
+                cls._summarize()
+            sys.exit(code)
         cls._summarize()
         tap = cls.last
         if tap and "sync_run" in tap.__dict__ and tap.sync_run.scheduler.reason == "SIGTERM":
@@ -240,6 +242,19 @@ def install_sigterm(run: SyncRun) -> None:
 SYNC_ERRORS = validate.SyncErrorFilter(lambda err: _failure(err, None) is not None)
 
 
+def report_known_failure(err: BaseException) -> int | None:
+    """Log a known failure as its one line and return the exit code (2: the config is
+    unusable, 1: the run failed); None for an unknown error, which the caller re-raises."""
+    if isinstance(err, ConfigValidationError):
+        TapAshby.logger.error("tap-ashby: %s", config_line(err))
+        return 2
+    line = failure_line(err, TapAshby.last)
+    if line is None:
+        return None
+    TapAshby.logger.error("tap-ashby failed: %s", line)
+    return 1
+
+
 def config_line(err: ConfigValidationError) -> str:
     """Every config problem on one line (each already names its setting)."""
     problems = [" ".join(str(p).split()) for p in err.errors] or [str(err)]
@@ -292,15 +307,11 @@ def main() -> None:
     TapAshby.connection_test = any(a == "--test" or a.startswith("--test=") for a in argv)
     try:
         TapAshby.cli()
-    except ConfigValidationError as err:
-        TapAshby.logger.error("tap-ashby: %s", config_line(err))
-        sys.exit(2)
     except Exception as err:
-        line = failure_line(err, TapAshby.last)
-        if line is None:
+        code = report_known_failure(err)
+        if code is None:
             raise
-        TapAshby.logger.error("tap-ashby failed: %s", line)
-        sys.exit(1)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

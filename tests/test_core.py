@@ -33,6 +33,20 @@ def plan_for(selected: set[str], states: dict[str, Any] | None = None, **kw: Any
     return make_plan(ROWS, selected, states or {}, settings(**kw), ledger_ok)
 
 
+def test_settings_has_every_setting_of_the_schema() -> None:
+    """The typed view and the config schema name the same settings, and every default comes
+    from the schema (so a new setting is one schema property plus one field)."""
+    from dataclasses import fields  # noqa: PLC0415
+
+    from tap_ashby.settings import CONFIG_SCHEMA  # noqa: PLC0415
+
+    assert {f.name for f in fields(Settings)} == set(CONFIG_SCHEMA["properties"])
+    typed = settings()
+    for name, spec in CONFIG_SCHEMA["properties"].items():
+        if "default" in spec:
+            assert getattr(typed, name) == spec["default"], name
+
+
 # =========================================================================================
 # plan.py
 # =========================================================================================

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .codec import decode_key, encode_key
     from .merge import SortedSpill
-    from .run import LedgerRun
+    from .run import LedgerRun, reconcile_due
     from .store import (
         LedgerRef,
         LedgerStore,
@@ -41,6 +41,7 @@ _EXPORTS = {
     "encode_key": "codec",
     "SortedSpill": "merge",
     "LedgerRun": "run",
+    "reconcile_due": "run",
     "LedgerRef": "store",
     "LedgerStore": "store",
     "LedgerUnavailable": "store",
@@ -59,6 +60,7 @@ __all__ = [
     "encode_key",
     "normalize_base_url",
     "now_iso",
+    "reconcile_due",
 ]
 
 

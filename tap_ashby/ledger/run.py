@@ -30,6 +30,13 @@ from .merge import SortedSpill, absent, merge
 from .store import LedgerRef, LedgerStore, LedgerUnavailable, gen_time, now_iso
 
 
+def reconcile_due(runs_since: int, usable: bool, every: int, now: bool) -> bool:
+    """The one rule for when a ledger is compared with every current key: when asked for
+    (``now``), every ``every`` runs (0: never by count), and whenever the ledger must be
+    rebuilt (missing or unusable). The planner applies it before any call is made."""
+    return not usable or now or (every > 0 and runs_since + 1 >= every)
+
+
 class LedgerRun:
     """Delivered keys of one stream (or partition) in one run.
 
@@ -79,7 +86,7 @@ class LedgerRun:
                 stream,
             )
         self.lineage = self.old_ref.lineage if self.old_path and self.old_ref else uuid.uuid4().hex
-        self.due = self.old_path is None or now or (every > 0 and self.runs_since + 1 >= every)
+        self.due = reconcile_due(self.runs_since, self.old_path is not None, every, now)
 
     def add(self, parent: Any, record: dict[str, Any]) -> None:
         self.seen.add(entry(parent, record, self.keys))
